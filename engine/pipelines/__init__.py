@@ -1,0 +1,1 @@
+"""Pipelines: one per (model, task). See ``engine.pipelines.base`` for the interface."""
