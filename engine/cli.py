@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if not (name == exc.name or name.startswith(f"{exc.name}.")):
                 raise
             continue
         module.register(sub)

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if not (name == exc.name or name.startswith(f"{exc.name}.")):
                 raise
             continue
         module.register_train(tsub)

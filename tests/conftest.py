@@ -1,0 +1,38 @@
+"""Shared fixtures. Every test runs on CPU; nothing touches the network or the user's home."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MESHES = REPO / "tests" / "data" / "meshes"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def meshes_dir() -> Path:
+    """Real, imperfect meshes (open, soups, multi-body, scenes); see tests/data/meshes/README.md."""
+    return MESHES
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
