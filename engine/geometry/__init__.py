@@ -1,1 +1,11 @@
-"""geometry layer (see DESIGN.md)."""
+"""Geometry layer (see DESIGN.md): one module per job, imported directly.
+
+- ``tetgrid``: ``make_tet_grid``, ``apply_deformation`` (deformable Kuhn tet grid over [-1, 1]^3)
+- ``marching_tets``: ``marching_tetrahedra`` (batched, differentiable, watertight)
+- ``sdf``: ``mesh_sdf``, ``mesh_occupancy``, ``winding_number`` (libigl)
+- ``sampling``: ``sample_surface``
+- ``normalize``: ``normalize_box``, ``normalize_global``, ``global_stats``, ``denormalize``
+- ``validate`` / ``errors``: input checks and their typed errors
+
+Nothing is imported here so that e.g. ``engine.geometry.normalize`` stays cheap to import.
+"""

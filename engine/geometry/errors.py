@@ -1,0 +1,42 @@
+"""Typed errors of the geometry layer (codes listed in docs/errors.md, "Geometry and rendering")."""
+
+from __future__ import annotations
+
+from engine.errors import InvalidMesh, InvalidRequest
+
+
+class EmptyMesh(InvalidMesh):
+    """A mesh has no vertices, no faces, or only zero-area faces where area is needed."""
+
+    code = "geometry.empty_mesh"
+    advice = ("The mesh has nothing to work with (no vertices, no faces or zero surface area). "
+              "Pick an object with faces, or apply its modifiers first.")
+
+
+class NonFiniteGeometry(InvalidMesh):
+    """Vertex coordinates, query points or SDF values contain NaN or infinity."""
+
+    code = "geometry.non_finite"
+    advice = ("Some coordinates are NaN or infinite. In Blender use Mesh > Clean Up > Delete Loose / "
+              "Merge by Distance, or re-export the mesh.")
+
+
+class BadFaceIndex(InvalidMesh):
+    """A face refers to a vertex index that does not exist (or is negative)."""
+
+    code = "geometry.bad_face_index"
+    advice = "The face list does not match the vertex list; re-export the mesh."
+
+
+class BadArrayShape(InvalidRequest):
+    """An array passed to a geometry function has the wrong shape or dimension."""
+
+    code = "geometry.bad_shape"
+    advice = "Check the documented shapes of the geometry function (e.g. vertices N×3, faces M×3)."
+
+
+class BadGridResolution(InvalidRequest):
+    """A tetrahedral grid resolution is not a positive integer or too large to build."""
+
+    code = "geometry.bad_resolution"
+    advice = "Use a grid resolution between 1 and 256 (64 or 128 are typical)."

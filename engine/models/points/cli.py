@@ -1,0 +1,83 @@
+"""`latentforge train points`: train the point model (VAE, then the latent priors)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register_train(train_subparsers: argparse._SubParsersAction) -> None:
+    p = train_subparsers.add_parser(
+        "points", help="train the LION-style latent point diffusion model",
+        description="Train the point VAE and its two latent diffusion priors. DATA is a folder built by "
+                    "`latentforge dataset build`, or the word `procedural` to draw shapes directly from the "
+                    "procedural generator (train split; val split for validation).")
+    p.add_argument("--data", required=True, help="dataset folder, or `procedural`")
+    p.add_argument("--out", required=True, help="checkpoint folder to write (config.json, model.safetensors)")
+    p.add_argument("--config", help="JSON file: {\"model\": {...PointsConfig}, \"train\": {...TrainConfig}}")
+    p.add_argument("--stage", choices=("vae", "prior", "all"), default="all")
+    p.add_argument("--resume", action="store_true", help="continue from <state> where a stage stopped")
+    p.add_argument("--state", help="folder for resumable training state (default: <out>/../<name>-state)")
+    p.add_argument("--categories", help="comma-separated categories (default: all available)")
+    p.add_argument("--shapes-per-category", type=int, default=400, help="procedural data: train shapes per category")
+    p.add_argument("--vae-minutes", type=float, help="wall-clock budget of the VAE stage")
+    p.add_argument("--prior-minutes", type=float, help="wall-clock budget of the prior stage")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch default)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.device import resolve_device
+
+    from .config import PointsConfig
+    from .data import available_categories, load_dataset_dir, load_procedural
+    from .train import TrainConfig, Trainer, save_train_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    raw = json.loads(Path(args.config).read_text()) if args.config else {}
+    cfg = PointsConfig.from_dict(raw.get("model", {}))
+    tcfg = TrainConfig.from_dict(raw.get("train", {}))
+    if args.vae_minutes is not None:
+        tcfg.vae_minutes = args.vae_minutes
+    if args.prior_minutes is not None:
+        tcfg.prior_minutes = args.prior_minutes
+    out = Path(args.out)
+    state = Path(args.state) if args.state else out.parent / f"{out.name}-state"
+    state.mkdir(parents=True, exist_ok=True)
+
+    if args.data == "procedural":
+        cats = args.categories.split(",") if args.categories else available_categories()
+        cache = state / "data"
+        train = load_procedural(cats, "train", args.shapes_per_category, cache=cache)
+        val = load_procedural(cats, "val", max(4, tcfg.val_shapes // max(1, len(cats))), cache=cache)
+    else:
+        cats = args.categories.split(",") if args.categories else None
+        train = load_dataset_dir(args.data, "train", cats, n_points=cfg.n_points)
+        val = load_dataset_dir(args.data, "val", train.categories, n_points=cfg.n_points)
+    cfg.cond.categories = list(train.categories)
+    print(f"training on {len(train)} shapes ({', '.join(train.categories)}); {len(val)} val shapes; device {device}")
+    save_train_config(state / "train_config.json", tcfg)
+
+    trainer = Trainer(cfg, tcfg, train, val, out, state, device)
+    if args.stage in ("vae", "all"):
+        done = False
+        if args.resume and trainer.has_state("vae"):
+            done = json.loads((state / "vae.json").read_text()).get("done", False)
+        if not done:
+            trainer.train_vae(resume=args.resume)
+        elif not trainer.load_model_if_any():
+            raise SystemExit("VAE state says done but no model in --out")
+    if args.stage in ("prior", "all"):
+        if args.stage == "prior" or (args.resume and trainer.has_state("vae")):
+            if not trainer.load_model_if_any():
+                raise SystemExit(f"no trained VAE in {out}; run --stage vae first")
+            trainer.model.cfg.cond.categories = list(train.categories)
+        trainer.train_prior(resume=args.resume)
+    print(f"model written to {out}")
+    return 0

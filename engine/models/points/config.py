@@ -1,0 +1,103 @@
+"""Small JSON configs for the point VAE, the two latent priors and training."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _from_dict(cls, d: dict[str, Any] | None):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in (d or {}).items() if k in names})
+
+
+@dataclass
+class VAEConfig:
+    """Point VAE: 2048-point clouds <-> global latent + ``n_latent_points`` point latents."""
+
+    n_latent_points: int = 128      # M: point-structured latents per shape
+    point_feat_dim: int = 3         # F: features per latent point besides xyz
+    global_dim: int = 128           # D: global shape latent
+    knn: int = 16                   # neighbours grouped per latent point by the encoder
+    width: int = 128                # hidden width of encoder and decoder
+    dec_layers: int = 2             # transformer layers of the decoder over latent points
+    dec_heads: int = 4
+    patch_dim: int = 2              # dimension of the random patch coordinate each output point folds from
+    max_offset: float = 0.25        # largest offset of an output point from its latent point
+
+
+@dataclass
+class GlobalPriorConfig:
+    """ResNet-MLP epsilon model on the (normalized) global latent."""
+
+    width: int = 512
+    blocks: int = 4
+    dropout: float = 0.0
+
+
+@dataclass
+class PointPriorConfig:
+    """Transformer epsilon model over the (normalized) latent points, conditioned on global."""
+
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+
+
+@dataclass
+class CondConfig:
+    """One conditioning vector per shape: a category embedding now, a CLIP image embedding later."""
+
+    cond_dim: int = 64
+    categories: list[str] = field(default_factory=list)
+    p_uncond: float = 0.1           # probability of dropping the condition in training (CFG)
+
+
+@dataclass
+class DiffusionConfig:
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
+
+
+@dataclass
+class PointsConfig:
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    global_prior: GlobalPriorConfig = field(default_factory=GlobalPriorConfig)
+    point_prior: PointPriorConfig = field(default_factory=PointPriorConfig)
+    cond: CondConfig = field(default_factory=CondConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    n_points: int = 2048            # points per training shape
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PointsConfig":
+        return cls(vae=_from_dict(VAEConfig, d.get("vae")),
+                   global_prior=_from_dict(GlobalPriorConfig, d.get("global_prior")),
+                   point_prior=_from_dict(PointPriorConfig, d.get("point_prior")),
+                   cond=_from_dict(CondConfig, d.get("cond")),
+                   diffusion=_from_dict(DiffusionConfig, d.get("diffusion")),
+                   n_points=int(d.get("n_points", 2048)))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PointsConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def tiny_config(categories: list[str]) -> PointsConfig:
+    """A very small config for unit tests (seconds on CPU)."""
+    return PointsConfig(
+        vae=VAEConfig(n_latent_points=32, point_feat_dim=2, global_dim=16, knn=8, width=32, dec_layers=1,
+                      dec_heads=2),
+        global_prior=GlobalPriorConfig(width=64, blocks=2),
+        point_prior=PointPriorConfig(width=32, layers=1, heads=2),
+        cond=CondConfig(cond_dim=16, categories=list(categories)),
+        n_points=256,
+    )

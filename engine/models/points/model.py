@@ -1,0 +1,79 @@
+"""The full point model (VAE + condition + two priors + latent statistics) and its
+checkpoint folder: ``config.json`` + ``model.safetensors`` (+ ``MODEL.md``).
+
+Checkpoints are read with safetensors only: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .condition import CategoryCondition
+from .config import PointsConfig
+from .global_prior import GlobalPrior
+from .point_prior import PointPrior
+from .vae import PointsVAE
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+class PointsModel(nn.Module):
+    """Everything sampling needs. Latents are normalized per channel before the priors see them."""
+
+    def __init__(self, cfg: PointsConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        v = cfg.vae
+        self.vae = PointsVAE(v)
+        self.cond = CategoryCondition(cfg.cond)
+        self.global_prior = GlobalPrior(v.global_dim, cfg.cond.cond_dim, cfg.global_prior)
+        self.point_prior = PointPrior(3 + v.point_feat_dim, v.global_dim, cfg.cond.cond_dim, cfg.point_prior)
+        self.register_buffer("z_mean", torch.zeros(v.global_dim))
+        self.register_buffer("z_std", torch.ones(v.global_dim))
+        self.register_buffer("h_mean", torch.zeros(3 + v.point_feat_dim))
+        self.register_buffer("h_std", torch.ones(3 + v.point_feat_dim))
+
+    # Normalization between VAE latents and prior space.
+    def norm_z(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.z_mean) / self.z_std
+
+    def denorm_z(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.z_std + self.z_mean
+
+    def norm_h(self, h: torch.Tensor) -> torch.Tensor:
+        return (h - self.h_mean) / self.h_std
+
+    def denorm_h(self, h: torch.Tensor) -> torch.Tensor:
+        return h * self.h_std + self.h_mean
+
+    def save(self, folder: str | Path, extra: dict[str, torch.Tensor] | None = None) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cfg.save(folder / CONFIG)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp = folder / (WEIGHTS + ".tmp")
+        save_file(state, str(tmp), metadata={"format": "pt", "model": "latentforge-points"})
+        tmp.replace(folder / WEIGHTS)
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "cpu") -> "PointsModel":
+        folder = Path(folder)
+        model = cls(PointsConfig.load(folder / CONFIG))
+        model.load_state_dict(load_file(str(folder / WEIGHTS), device="cpu"))
+        return model.to(device).eval()
+
+
+def checkpoint_complete(folder: str | Path) -> tuple[bool, str]:
+    """Cheap check (no weights read) that a checkpoint folder is usable, with a reason if not."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False, f"checkpoint folder {folder} does not exist"
+    for name in (CONFIG, WEIGHTS):
+        if not (folder / name).is_file():
+            return False, f"{name} missing in {folder}; train with `latentforge train points`"
+    return True, ""

@@ -1,0 +1,192 @@
+"""Sampling in the latent space with diffusers schedulers: generation (global prior,
+then point prior, then decoder), SDEdit refinement, and DDIM-inversion interpolation.
+
+Every step calls ``hooks.step`` (progress + cancellation) and, when ``hooks.want_preview``
+says so, decodes the current x0 estimate of the point latents into points for a preview.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+from .config import DiffusionConfig
+from .model import PointsModel
+
+SAMPLERS = ("dpmsolver++", "ddim", "ddpm")
+
+
+def train_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                         prediction_type=cfg.prediction_type, clip_sample=False)
+
+
+def sample_scheduler(cfg: DiffusionConfig, kind: str = "dpmsolver++"):
+    """A fresh sampling scheduler (they keep per-run state, so one per denoising loop)."""
+    common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                  prediction_type=cfg.prediction_type)
+    if kind == "dpmsolver++":
+        return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
+                                           lower_order_final=True, **common)
+    if kind == "ddim":
+        return DDIMScheduler(clip_sample=False, set_alpha_to_one=True, **common)
+    if kind == "ddpm":
+        return DDPMScheduler(clip_sample=False, **common)
+    raise ValueError(f"unknown sampler {kind!r}; one of {SAMPLERS}")
+
+
+@dataclass
+class Hooks:
+    """Callbacks from the denoising loops (all optional)."""
+
+    step: Callable[[str, int, int], None] | None = None           # (stage, step, total); may raise to cancel
+    want_preview: Callable[[int], bool] | None = None               # global step index -> send a preview?
+    preview: Callable[[torch.Tensor, str], None] | None = None      # (points B×n×3, stage)
+    preview_points: int = 512
+
+
+def _x0(scheduler, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    a = scheduler.alphas_cumprod.to(x_t.device)[t.long()].float()
+    while a.dim() < x_t.dim():
+        a = a.unsqueeze(-1)
+    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+class LatentSampler:
+    """Runs the two priors and the decoder of a ``PointsModel``."""
+
+    def __init__(self, model: PointsModel) -> None:
+        self.model = model
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.z_mean.device
+
+    def condition(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.cond(ids.to(self.device))
+
+    def _eps_global(self, z, t, cond, null, guidance):
+        gp = self.model.global_prior
+        tt = t.expand(z.shape[0]).to(self.device)
+        if guidance == 1.0:
+            return gp(z, tt, cond)
+        e = gp(torch.cat([z, z]), torch.cat([tt, tt]), torch.cat([cond, null]))
+        ec, eu = e.chunk(2)
+        return eu + guidance * (ec - eu)
+
+    def _eps_points(self, h, t, z, cond, null, guidance):
+        pp = self.model.point_prior
+        tt = t.expand(h.shape[0]).to(self.device)
+        if guidance == 1.0:
+            return pp(h, tt, z, cond)
+        e = pp(torch.cat([h, h]), torch.cat([tt, tt]), torch.cat([z, z]), torch.cat([cond, null]))
+        ec, eu = e.chunk(2)
+        return eu + guidance * (ec - eu)
+
+    def _timesteps(self, sched, steps: int, strength: float):
+        """Timesteps to run for SDEdit ``strength`` (1 = all of them) and the start index."""
+        sched.set_timesteps(steps, device=self.device)
+        ts = sched.timesteps
+        n_run = min(steps, max(0, int(round(steps * strength))))
+        start = len(ts) - n_run * getattr(sched, "order", 1) if n_run < steps else 0
+        start = max(0, min(start, len(ts)))
+        if start and hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(start)
+        return ts[start:]
+
+    @torch.no_grad()
+    def decode(self, z_n: torch.Tensor, h_n: torch.Tensor, n_points: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalized latents -> points B×n×3."""
+        m = self.model
+        return m.vae.decode(m.denorm_z(z_n), m.denorm_h(h_n), n_points, generator)
+
+    @torch.no_grad()
+    def run(self, cond: torch.Tensor, *, n_points: int = 2048, steps: int = 25, guidance: float = 2.0,
+            sampler: str = "dpmsolver++", generator: torch.Generator | None = None,
+            z_init: torch.Tensor | None = None, h_init: torch.Tensor | None = None, strength: float = 1.0,
+            hooks: Hooks | None = None, return_latents: bool = False,
+            z_noise: torch.Tensor | None = None, h_noise: torch.Tensor | None = None):
+        """Denoise global then point latents for condition vectors ``cond`` (B×C) and decode.
+
+        ``z_init``/``h_init`` (normalized latents, B×D and B×M×P) with ``strength`` < 1 is
+        SDEdit: they are noised to that level and denoised from there. ``z_noise``/``h_noise``
+        replace the initial Gaussian noise (e.g. from ``ddim_invert``, for interpolation).
+        """
+        m, hooks = self.model, hooks or Hooks()
+        b, dev = cond.shape[0], self.device
+        null = m.cond.null.expand_as(cond)
+        D, M, P = m.cfg.vae.global_dim, m.cfg.vae.n_latent_points, 3 + m.cfg.vae.point_feat_dim
+        strength = float(min(max(strength, 0.0), 1.0))
+        if z_init is not None and strength == 0.0:
+            out = self.decode(z_init, h_init, n_points, generator)
+            return (out, z_init, h_init) if return_latents else out
+        total = 2 * steps
+        k = 0
+
+        sched = sample_scheduler(m.cfg.diffusion, sampler)
+        ts = self._timesteps(sched, steps, strength if z_init is not None else 1.0)
+        z = z_noise if z_noise is not None else torch.randn(b, D, device=dev, generator=generator)
+        if z_init is not None and strength < 1.0:
+            z = sched.add_noise(z_init, z, ts[:1].repeat(b))
+        for t in ts:
+            eps = self._eps_global(z, t, cond, null, guidance)
+            z = sched.step(eps, t, z).prev_sample
+            k += 1
+            if hooks.step:
+                hooks.step("global", k, total)
+
+        sched = sample_scheduler(m.cfg.diffusion, sampler)
+        ts = self._timesteps(sched, steps, strength if h_init is not None else 1.0)
+        h = h_noise if h_noise is not None else torch.randn(b, M, P, device=dev, generator=generator)
+        if h_init is not None and strength < 1.0:
+            h = sched.add_noise(h_init, h, ts[:1].repeat(b))
+        for i, t in enumerate(ts):
+            eps = self._eps_points(h, t, z, cond, null, guidance)
+            if hooks.preview and hooks.want_preview and i < len(ts) - 1 and hooks.want_preview(k + 1):
+                x0 = _x0(sched, h, eps, t.expand(b))
+                hooks.preview(self.decode(z, x0, hooks.preview_points, generator), "points")
+            h = sched.step(eps, t, h).prev_sample
+            k += 1
+            if hooks.step:
+                hooks.step("points", k, total)
+        out = self.decode(z, h, n_points, generator)
+        return (out, z, h) if return_latents else out
+
+    @torch.no_grad()
+    def encode(self, points: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points B×N×3 (canonical frame) -> normalized posterior means (z B×D, h B×M×P)."""
+        post = self.model.vae.encode(points.to(self.device), generator)
+        return self.model.norm_z(post["z_mu"]), self.model.norm_h(post["h_mu"])
+
+    @torch.no_grad()
+    def ddim_invert(self, z: torch.Tensor, h: torch.Tensor, cond: torch.Tensor, steps: int = 25,
+                    hooks: Hooks | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic DDIM inversion (unguided) of normalized latents to noise (z_T, h_T).
+
+        The global latent is inverted first; the point latents are inverted conditioned on the
+        clean global latent, mirroring how they are generated.
+        """
+        sched = sample_scheduler(self.model.cfg.diffusion, "ddim")
+        sched.set_timesteps(steps, device=self.device)
+        ts = list(reversed(sched.timesteps))
+        ac = sched.alphas_cumprod.to(self.device)
+        null = self.model.cond.null.expand_as(cond)
+
+        def invert(x, eps_fn):
+            prev_a = torch.tensor(1.0, device=self.device)
+            for t in ts:
+                eps = eps_fn(x, t)
+                x0 = (x - (1 - prev_a).sqrt() * eps) / prev_a.sqrt()
+                a = ac[t]
+                x = a.sqrt() * x0 + (1 - a).sqrt() * eps
+                prev_a = a
+            return x
+
+        z_clean = z
+        zT = invert(z, lambda x, t: self._eps_global(x, t, cond, null, 1.0))
+        hT = invert(h, lambda x, t: self._eps_points(x, t, z_clean, cond, null, 1.0))
+        return zT, hT

@@ -1,0 +1,150 @@
+"""render_mesh: geometry of the outputs (mask, depth, normals), image axes, lighting, backends."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import trimesh
+
+from engine.geometry.errors import EmptyMesh
+from engine.render.cameras import orbit_cameras, spherical_to_c2w
+from engine.render.errors import InvalidCamera, InvalidRenderSettings, RenderBackendUnavailable
+from engine.render.renderer import render_mesh
+from engine.render.shading import camera_rays
+
+SIZE, FOV, DIST, RADIUS = 128, 40.0, 3.0, 0.5
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    return trimesh.creation.icosphere(subdivisions=4, radius=RADIUS)
+
+
+@pytest.fixture(scope="module")
+def sphere_views(sphere):
+    cams = spherical_to_c2w([math.pi / 2, math.pi / 2, 0.4], [0.0, math.pi / 2, 2.0], [DIST, DIST, DIST])
+    return cams, render_mesh(sphere.vertices, sphere.faces, cams, size=SIZE, fov_deg=FOV, backend="cpu")
+
+
+def test_output_shapes_and_types(sphere_views):
+    _, out = sphere_views
+    assert out["rgb"].shape == (3, SIZE, SIZE, 3) and out["rgb"].dtype == np.uint8
+    assert out["depth"].shape == (3, SIZE, SIZE) and out["depth"].dtype == np.float32
+    assert out["normals"].shape == (3, SIZE, SIZE, 3) and out["normals"].dtype == np.float32
+    assert out["mask"].shape == (3, SIZE, SIZE) and out["mask"].dtype == bool
+    m = out["mask"]
+    assert (out["rgb"][~m] == 255).all() and (out["depth"][~m] == 0).all() and (out["normals"][~m] == 0).all()
+    assert (out["depth"][m] > 0).all()
+    assert np.allclose(np.linalg.norm(out["normals"][m], axis=-1), 1, atol=1e-5)
+
+
+def test_silhouette_area_matches_projection(sphere_views):
+    _, out = sphere_views
+    f = 0.5 * SIZE / math.tan(math.radians(FOV) / 2)
+    r_px = f * math.tan(math.asin(RADIUS / DIST))
+    expected = math.pi * r_px ** 2
+    for m in out["mask"]:
+        assert abs(m.sum() - expected) / expected < 0.03
+        rows, cols = np.nonzero(m)  # centred in the image
+        assert abs(rows.mean() + 0.5 - SIZE / 2) < 0.5 and abs(cols.mean() + 0.5 - SIZE / 2) < 0.5
+
+
+def test_depth_unprojects_onto_the_surface(sphere_views):
+    cams, out = sphere_views
+    origins, dirs = camera_rays(cams, SIZE, FOV)
+    forward = -cams[:, None, None, :3, 2]
+    t = out["depth"] / (dirs * forward).sum(-1)
+    pts = origins + t[..., None] * dirs
+    r = np.linalg.norm(pts[out["mask"]], axis=-1)
+    assert np.abs(r - RADIUS).max() < 2e-3  # icosphere facets are within ~1e-3 of the sphere
+    c = SIZE // 2
+    assert abs(out["depth"][0, c, c] - (DIST - RADIUS)) < 5e-3
+
+
+def test_normals_are_world_space(sphere_views):
+    _, out = sphere_views
+    c = SIZE // 2
+    assert np.allclose(out["normals"][0, c, c], [0, -1, 0], atol=0.05)  # front view sees the -Y side
+    assert np.allclose(out["normals"][1, c, c], [1, 0, 0], atol=0.05)  # azimuth 90° sees +X
+
+
+def test_image_axes_follow_blender_semantics():
+    """Front view: +X on the right, +Z on top; seen from the back, +X is on the left."""
+    right = trimesh.creation.box(extents=[0.3, 0.3, 0.3])
+    right.apply_translation([0.7, 0, 0])
+    top = trimesh.creation.box(extents=[0.2, 0.2, 0.2])
+    top.apply_translation([0, 0, 0.7])
+    cams = spherical_to_c2w([math.pi / 2, math.pi / 2], [0.0, math.pi], [4.0, 4.0])
+    for mesh, axis, sides in ((right, 1, (">", "<")), (top, 0, ("<", "<"))):
+        out = render_mesh(mesh.vertices, mesh.faces, cams, size=64, backend="cpu")
+        for m, side in zip(out["mask"], sides):
+            centre = np.nonzero(m)[axis].mean() + 0.5
+            assert (centre > 32) if side == ">" else (centre < 32)
+
+
+def test_fixed_world_light_and_two_sided_faces():
+    quad = trimesh.Trimesh([[-0.5, 0, -0.5], [0.5, 0, -0.5], [0.5, 0, 0.5], [-0.5, 0, 0.5]],
+                           [[0, 1, 2], [0, 2, 3]], process=False)  # normal -Y (toward the front)
+    cams = spherical_to_c2w([math.pi / 2, math.pi / 2 - 0.3, math.pi / 2], [0.0, 0.3, math.pi], [3.0, 3.0, 3.0])
+    out = render_mesh(quad.vertices, quad.faces, cams, size=32, backend="cpu")
+    assert out["mask"].all(axis=0)[16, 16]
+    # the same face seen from two front directions has the same colour (lights fixed in the world)
+    assert np.array_equal(out["rgb"][0, 16, 16], out["rgb"][1, 16, 16])
+    # seen from behind, the open quad is still shaded, with its normal flipped toward the camera
+    assert np.allclose(out["normals"][2, 16, 16], [0, 1, 0])
+    assert not np.array_equal(out["rgb"][2, 16, 16], out["rgb"][0, 16, 16])
+
+
+def test_batch_equals_single_renders(sphere):
+    cams = orbit_cameras(3, radius=3.0)
+    batch = render_mesh(sphere.vertices, sphere.faces, cams, size=48, backend="cpu")
+    for i in range(3):
+        one = render_mesh(sphere.vertices, sphere.faces, cams[i], size=48, backend="cpu")
+        for key in batch:
+            assert np.array_equal(batch[key][i], one[key][0])
+
+
+def test_bad_settings_raise_typed_errors(sphere):
+    cam = spherical_to_c2w(1.0, 0.0, 3.0)
+    with pytest.raises(InvalidRenderSettings):
+        render_mesh(sphere.vertices, sphere.faces, cam, backend="opengl")
+    with pytest.raises(InvalidRenderSettings):
+        render_mesh(sphere.vertices, sphere.faces, cam, size=4)
+    with pytest.raises(InvalidRenderSettings):
+        render_mesh(sphere.vertices, sphere.faces, cam, fov_deg=180)
+    with pytest.raises(InvalidCamera):
+        render_mesh(sphere.vertices, sphere.faces, np.eye(3))
+    with pytest.raises(EmptyMesh):
+        render_mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=int), cam)
+
+
+def test_cuda_backend_refused_without_cuda(sphere):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present here")
+    with pytest.raises(RenderBackendUnavailable) as e:
+        render_mesh(sphere.vertices, sphere.faces, spherical_to_c2w(1.0, 0.0, 3.0), backend="cuda")
+    assert e.value.code == "render.backend_unavailable"
+    out = render_mesh(sphere.vertices, sphere.faces, spherical_to_c2w(1.0, 0.0, 3.0), size=16, backend="auto")
+    assert out["mask"].any()
+
+
+@pytest.mark.cuda
+def test_cpu_and_cuda_backends_agree(meshes_dir):
+    mesh = trimesh.load(meshes_dir / "featuretype.STL", force="mesh")
+    mesh.apply_translation(-mesh.bounds.mean(0))
+    mesh.apply_scale(2.0 / mesh.extents.max())
+    cams = orbit_cameras(6, polar=math.radians(60), radius=3.5)
+    cpu = render_mesh(mesh.vertices, mesh.faces, cams, size=256, backend="cpu")
+    gpu = render_mesh(mesh.vertices, mesh.faces, cams, size=256, backend="cuda")
+    for key in cpu:
+        assert cpu[key].shape == gpu[key].shape and cpu[key].dtype == gpu[key].dtype
+    both = cpu["mask"] & gpu["mask"]
+    iou = both.sum() / (cpu["mask"] | gpu["mask"]).sum()
+    assert iou > 0.98, iou
+    depth_err = np.abs(cpu["depth"][both] - gpu["depth"][both])
+    assert np.median(depth_err) < 1e-3 and np.mean(depth_err < 1e-2) > 0.98
+    assert np.mean(np.abs(cpu["rgb"][both].astype(int) - gpu["rgb"][both]) <= 2) > 0.97
