@@ -20,7 +20,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-_ADDRESS = re.compile(r"(unix://\S+|tcp://\S+)")
+# `latentforge serve` prints exactly one line "latentforge ready ADDRESS [token-file=PATH]".
+_READY = re.compile(r"^latentforge ready (\S+)(?:.*?token-file=(\S+))?")
 LOG_NAME = "engine.log"
 
 
@@ -87,9 +88,8 @@ def detect_python() -> tuple[str, str] | None:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    # Blender's own Python settings must not leak into the engine's interpreter.
-    for key in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONNOUSERSITE"):
-        env.pop(key, None)
+    # A PYTHONHOME meant for Blender's bundled Python would break the engine's interpreter.
+    env.pop("PYTHONHOME", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -107,6 +107,7 @@ class EngineProcess:
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
         self.address: str | None = None
+        self.token_file: str | None = None
         self.command: list[str] = []
         self.started_at: float | None = None
         self.exit_code: int | None = None
@@ -192,9 +193,9 @@ class EngineProcess:
                 with self._lock:
                     self._tail.append(line)
                 if not self._ready.is_set():
-                    match = _ADDRESS.search(line)
+                    match = _READY.match(line)
                     if match:
-                        self.address = match.group(1).rstrip(".,;")
+                        self.address, self.token_file = match.group(1), match.group(2)
                         self._ready.set()
             code = proc.wait()
             log.write(f"--- engine exited with code {code}\n")

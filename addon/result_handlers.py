@@ -225,10 +225,7 @@ def _refine_result(bridge, job, msg, created: _Created) -> None:
     created.objects.append(obj)
     for coll in collections:
         coll.objects.link(obj)
-    obj.parent = src.parent
-    obj.parent_type = src.parent_type
-    obj.matrix_parent_inverse = src.matrix_parent_inverse.copy()
-    obj.matrix_basis = src.matrix_basis.copy()
+    _copy_transform(src, obj)
     for i, slot in enumerate(src.material_slots):
         if slot.link == "OBJECT" and i < len(obj.material_slots):
             obj.material_slots[i].link = "OBJECT"
@@ -245,6 +242,19 @@ def _refine_result(bridge, job, msg, created: _Created) -> None:
         src.hide_render = True
         src["latentforge_refined_into"] = obj.name
         obj["latentforge_source"] = src.name
+
+
+def _copy_transform(src: bpy.types.Object, obj: bpy.types.Object) -> None:
+    """Same parent and transform channels (exact values, not a decomposed matrix), same animation."""
+    obj.parent = src.parent
+    obj.parent_type = src.parent_type
+    obj.matrix_parent_inverse = src.matrix_parent_inverse.copy()
+    obj.rotation_mode = src.rotation_mode
+    for attr in ("location", "rotation_euler", "rotation_quaternion", "rotation_axis_angle", "scale",
+                 "delta_location", "delta_rotation_euler", "delta_rotation_quaternion", "delta_scale"):
+        setattr(obj, attr, getattr(src, attr))
+    if src.animation_data is not None and src.animation_data.action is not None:
+        obj.animation_data_create().action = src.animation_data.action
 
 
 def _views_result(bridge, job, msg, created: _Created) -> None:

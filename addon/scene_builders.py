@@ -21,6 +21,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 PREVIEW_PROP = "latentforge_preview"
+OWNED_PROP = "latentforge_owned"  # on materials/images we made, so clean-up never deletes the user's
 POINT_RADIUS = 0.012
 _POINTS_GROUP = "Latentforge Points"
 
@@ -282,6 +283,7 @@ def build_image(name: str, rgba: Any) -> bpy.types.Image:
     # Blender stores rows bottom-up.
     pixels = np.ascontiguousarray(a[::-1], dtype=np.float32) * np.float32(scale)
     image = bpy.data.images.new(name, w, h, alpha=True)
+    image[OWNED_PROP] = True
     try:
         image.pixels.foreach_set(pixels.ravel())
         image.pack()
@@ -303,7 +305,9 @@ def image_pixels(image: bpy.types.Image) -> np.ndarray:
 
 def _image_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    mat[OWNED_PROP] = True
+    if mat.node_tree is None:  # before Blender 5.0 new materials have no node tree yet
+        mat.use_nodes = True
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     nodes.clear()
     tex = nodes.new("ShaderNodeTexImage")
@@ -417,27 +421,36 @@ def remove_data(data: bpy.types.ID | None) -> None:
 
 
 def remove_objects(objects: Iterable[bpy.types.Object], with_data: bool = True) -> None:
-    """Delete objects (and their data when no one else uses it); tolerant of already-removed ones."""
+    """Delete objects and, when nothing else uses them, their data and the materials/images we made."""
     for obj in list(objects):
         try:
             data = obj.data
-            mats = [s.material for s in obj.material_slots if s.material] if with_data else []
             bpy.data.objects.remove(obj)
         except ReferenceError:
             continue
-        if with_data and data is not None and data.users == 0:
-            images = []
-            if isinstance(data, bpy.types.Mesh):
-                mats += [m for m in data.materials if m]
-            remove_data(data)
-            for mat in mats:
-                if mat.users == 0:
-                    if mat.node_tree:
-                        images += [n.image for n in mat.node_tree.nodes if getattr(n, "image", None)]
-                    remove_data(mat)
+        if not with_data or data is None:
+            continue
+        try:
+            if data.users:
+                continue
+            mats = [m for m in getattr(data, "materials", ()) if m is not None and m.get(OWNED_PROP)]
+        except ReferenceError:
+            continue
+        remove_data(data)
+        for mat in {m.name: m for m in mats}.values():
+            try:
+                if mat.users:
+                    continue
+                images = [n.image for n in mat.node_tree.nodes if getattr(n, "image", None)] if mat.node_tree else []
+                remove_data(mat)
+            except ReferenceError:
+                continue
             for img in images:
-                if img.users == 0:
-                    remove_data(img)
+                try:
+                    if img.users == 0 and img.get(OWNED_PROP):
+                        remove_data(img)
+                except ReferenceError:
+                    pass
 
 
 def remove_empty_collection(coll: bpy.types.Collection | None) -> None:

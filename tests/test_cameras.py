@@ -9,7 +9,7 @@ import pytest
 
 from engine.render.cameras import (blender_to_c2w, c2w_to_blender, c2w_to_opencv, c2w_to_spherical,
                                    fit_radius, fov_to_blender_lens, intrinsics, look_at, orbit_cameras,
-                                   relative_pose, spherical_to_c2w)
+                                   projection_matrix, relative_pose, spherical_to_c2w)
 from engine.render.errors import InvalidCamera
 from engine.render.shading import camera_rays
 
@@ -108,6 +108,17 @@ def test_orbit_and_fit_radius_keep_the_cube_in_view():
         assert (np.abs(local[:, :2] / -local[:, 2:3]) < half).all()
     with pytest.raises(InvalidCamera):
         orbit_cameras(0)
+
+
+def test_projection_matrix_maps_clip_planes():
+    p = projection_matrix(40.0, [0.5, 1.0], [10.0, 4.0]).astype(np.float64)
+    assert p.shape == (2, 4, 4)
+    for m, near, far in zip(p, (0.5, 1.0), (10.0, 4.0)):
+        for z, ndc in ((-near, -1.0), (-far, 1.0)):
+            c = m @ np.array([0.0, 0.0, z, 1.0])
+            assert math.isclose(c[2] / c[3], ndc, abs_tol=1e-5)
+    with pytest.raises(InvalidCamera):
+        projection_matrix(40.0, 1.0, 0.5)
 
 
 def test_relative_pose_zero123():

@@ -32,7 +32,7 @@ class FakeEngine:
         self.held: list[tuple] = []
         self.results: dict[str, list[tuple[dict, dict]]] = {}   # job_id -> stored results
         self.running: dict[str, int] = {}   # job_id -> results to send before dropping the client
-        self.accept_hello = True
+        self.garbage_before_pong = False
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self._next_job = 0
@@ -106,6 +106,11 @@ class FakeEngine:
             self.send(conn, P.welcome_reply(rid, server="fake 0", device="cpu", models=[])
                       | {"version": self.welcome_version})
         elif op == "ping":
+            if self.garbage_before_pong:
+                # a frame whose array descriptor lies about its size: skipped whole by the client
+                bad = b'{"op":"progress","job_id":"j","arrays":[{"name":"a","dtype":"f32","shape":[9],"offset":0,"nbytes":4}]}'
+                with self.lock:
+                    conn.sendall(struct.pack("<4sHIQ", P.MAGIC, P.PROTOCOL_VERSION, len(bad), 8) + bad + bytes(8))
             self.send(conn, P.pong_reply(rid))
         elif op == "models":
             self.send(conn, P.models_reply(rid, "cpu", [{"name": "procedural", "available": True}]))
@@ -424,3 +429,16 @@ def test_reconnect_rereads_token_file_and_stops_on_auth_failure(engine, tmp_path
         assert failed.get("error")["code"] == "auth.failed"
         with pytest.raises(P.AuthFailed):
             client.ping(timeout=5)
+
+
+def test_bad_frames_are_skipped_and_callback_errors_contained(engine):
+    engine.garbage_before_pong = True
+
+    def explode(msg):
+        raise RuntimeError("a buggy UI callback")
+
+    with _client(engine, on_event=explode) as client:
+        assert client.ping() > 0  # the bad frame before the pong was skipped whole
+        assert client.ping() > 0
+        job_id = client.submit({"task": "generate", "model": "procedural"})
+        assert client.wait(job_id, timeout=5)[0].job_id == job_id  # events still reach the queue

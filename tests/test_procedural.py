@@ -119,13 +119,13 @@ def test_canonical_orientation_z_up_front_minus_y():
         # airplane: nose at -Y, tail fin (the top) at +Y
         m = generate_shape("airplane", seed, {"tail": "conventional"}).mesh
         assert _top_centroid(m, 0.1)[1] > 0.3
-        # table: the top is the widest horizontal slice, at the top
+        # table: the top slab spans the whole footprint; the bottom (feet, base) does not reach the corners
         m = generate_shape("table", seed).mesh
-        section_top = m.section(plane_origin=(0, 0, m.bounds[1, 2] - 0.01), plane_normal=(0, 0, 1))
-        section_mid = m.section(plane_origin=(0, 0, 0.0), plane_normal=(0, 0, 1))
-        area_top = section_top.to_planar()[0].area
-        area_mid = section_mid.to_planar()[0].area if section_mid is not None else 0.0
-        assert area_top > area_mid
+        v = m.vertices
+        top = v[v[:, 2] > v[:, 2].max() - 0.03]
+        np.testing.assert_allclose(np.ptp(top[:, :2], axis=0), m.extents[:2], rtol=0.02)
+        foot = v[v[:, 2] < v[:, 2].min() + 0.03]
+        assert np.prod(np.ptp(foot[:, :2], axis=0)) < 0.95 * np.prod(m.extents[:2])
         # mug: open at the top, a ray straight down the axis meets the cavity floor well below the rim
         m = generate_shape("mug", seed).mesh
         hits, _, _ = m.ray.intersects_location([[0, 0, 2.0]], [[0, 0, -1.0]], multiple_hits=False)
@@ -172,6 +172,8 @@ def test_overrides_apply_and_are_validated():
         generate_shape("chair", 0, {"round_legs": 1})
     with pytest.raises(InvalidShapeParams):
         generate_shape("chair", -1)
+    with pytest.raises(InvalidShapeParams):
+        generate_shape("chair", 0, ["arms", "none"])
     with pytest.raises(UnknownCategory) as e:
         generate_shape("spaceship", 0)
     assert e.value.code == "data.unknown_category"

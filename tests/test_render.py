@@ -148,3 +148,25 @@ def test_cpu_and_cuda_backends_agree(meshes_dir):
     depth_err = np.abs(cpu["depth"][both] - gpu["depth"][both])
     assert np.median(depth_err) < 1e-3 and np.mean(depth_err < 1e-2) > 0.98
     assert np.mean(np.abs(cpu["rgb"][both].astype(int) - gpu["rgb"][both]) <= 2) > 0.97
+
+
+def test_cuda_backend_clip_space_matches_pixel_convention(sphere):
+    """The nvdiffrast path's projection, checked on CPU: NDC of a pixel's ray is that pixel."""
+    import torch
+
+    from engine.render.backend_cuda import clip_positions
+
+    cams = spherical_to_c2w([1.0, 2.0], [0.3, -2.0], [3.0, 2.5])
+    origins, dirs = camera_rays(cams, 32, FOV)
+    rows, cols = np.array([3, 20, 31]), np.array([5, 16, 0])
+    pts = origins[:, rows, cols] + 2.0 * dirs[:, rows, cols]  # B×3×3, in front of each camera
+    v = torch.tensor(np.concatenate([sphere.vertices, pts.reshape(-1, 3)]), dtype=torch.float32)
+    clip = clip_positions(v, torch.tensor(cams), FOV).double().numpy()
+    ndc = clip[..., :3] / clip[..., 3:]
+    n_sphere = len(sphere.vertices)
+    for b in range(2):
+        got = ndc[b, n_sphere + 3 * b: n_sphere + 3 * b + 3]
+        assert np.allclose(got[:, 0], (cols + 0.5) / 32 * 2 - 1, atol=1e-4)
+        assert np.allclose(got[:, 1], 1 - (rows + 0.5) / 32 * 2, atol=1e-4)
+        # the whole mesh lies between the near and far planes
+        assert (np.abs(ndc[b, :n_sphere, 2]) < 1).all()

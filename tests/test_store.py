@@ -89,7 +89,8 @@ def test_recover_fails_running_and_returns_queued_in_order(tmp_path):
     store.set_state("d", "running")
     store.close()
     store = Store(tmp_path)
-    failed, queued = store.recover("engine stopped while the job was running")
+    failed, queued = store.recover({"code": "job.interrupted", "message": "engine stopped while the job was running",
+                                    "advice": "Submit the job again.", "details": {}})
     assert failed == ["d"]
     assert [q["job_id"] for q in queued] == ["b", "a", "c"]
     d = store.job("d")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from engine.geometry.errors import BadArrayShape, BadGridResolution
-from engine.geometry.tetgrid import apply_deformation, grid_counts, make_tet_grid
+from engine.geometry.tetgrid import (apply_deformation, boundary_mask, cap_boundary, cell_size, grid_counts,
+                                    make_tet_grid)
 
 
 def _signed_volumes(verts: torch.Tensor, tets: torch.Tensor) -> torch.Tensor:
@@ -74,3 +75,29 @@ def test_bad_inputs_raise_typed_errors():
         apply_deformation(verts, torch.zeros(5, 3), 2)
     with pytest.raises(BadArrayShape):
         apply_deformation(verts, torch.zeros_like(verts), 2, max_fraction=0.7)
+
+
+def test_bound_scales_the_grid_and_deformation():
+    verts, tets = make_tet_grid(4, bound=1.25)
+    assert verts.min() == -1.25 and verts.max() == 1.25
+    assert abs(_signed_volumes(verts, tets).sum().item() - 2.5 ** 3) < 1e-9
+    assert cell_size(4, 1.25) == 0.625
+    moved = apply_deformation(verts, torch.full_like(verts, 50.0), 4, bound=1.25)
+    assert torch.allclose(moved - verts, torch.full_like(verts, 0.45 * 0.625))
+    with pytest.raises(BadGridResolution):
+        make_tet_grid(4, bound=0.0)
+
+
+def test_boundary_mask_and_cap():
+    r = 5
+    verts, _ = make_tet_grid(r)
+    mask = boundary_mask(r)
+    assert mask.sum() == (r + 1) ** 3 - (r - 1) ** 3
+    assert torch.equal(mask, (verts.abs() == 1).any(dim=1))
+    sdf = torch.full((2, len(verts)), -0.5, requires_grad=True)
+    capped = cap_boundary(sdf, r, eps=1e-3)
+    assert (capped[:, mask] == 1e-3).all() and (capped[:, ~mask] == -0.5).all()
+    capped.sum().backward()
+    assert (sdf.grad[:, ~mask] == 1).all() and (sdf.grad[:, mask] == 0).all()
+    with pytest.raises(BadArrayShape):
+        cap_boundary(torch.zeros(7), r)

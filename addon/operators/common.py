@@ -12,6 +12,8 @@ from .. import scene_builders as sb
 from ..engine_bridge import BRIDGE
 
 MAX_SEED = 2**31 - 1 - 64 * 256  # leaves room for the per-object seed offsets the engine adds
+_DOING = {"generate": "generate", "refine": "refine objects", "views": "make novel views",
+          "populate": "populate"}
 
 
 def poll_connected(cls, task: str | None = None) -> bool:
@@ -39,11 +41,11 @@ def check_ready(op: bpy.types.Operator, task: str, model: str) -> str | None:
         if entry is not None:
             info = (entry.get("tasks") or {}).get(task) or {}
             why = info.get("reason") or entry.get("reason") or "not available"
-            op.report({"ERROR"}, f"The {model} model cannot {task}: {why}")
+            op.report({"ERROR"}, f"The {model} model cannot {_DOING.get(task, task)}: {why}")
             return None
     if names:
         return names[0]
-    op.report({"ERROR"}, f"No installed model can {task}: {BRIDGE.task_unavailable_reason(task)}")
+    op.report({"ERROR"}, f"No installed model can {_DOING.get(task, task)}: {BRIDGE.task_unavailable_reason(task)}")
     return None
 
 

@@ -64,3 +64,17 @@ class MeshTooLarge(InvalidMesh):
     code = "mesh.too_large"
     advice = ("Decimate the mesh (Blender: Decimate modifier) below the limit, or raise it with "
               "--max-faces if you have the memory and time.")
+
+
+class DatasetMismatch(LatentforgeError):
+    """A built dataset does not hold what was asked of it (e.g. fewer points per shape)."""
+
+    code = "data.mismatch"
+    advice = "Rebuild the dataset with matching settings (e.g. --n-points), or ask for less."
+
+
+class InvalidExportFormat(InvalidRequest):
+    """An export format other than ply, obj, glb or stl."""
+
+    code = "data.invalid_format"
+    advice = "Use --format ply, obj, glb or stl."

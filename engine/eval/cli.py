@@ -107,8 +107,9 @@ def _classify(args: argparse.Namespace) -> int:
     from engine.eval.readers import read_point_folder
 
     clf = load_classifier(args.checkpoint)
+    # Max-pooling makes repeated points harmless, so small point files are padded.
     data = read_point_folder(args.input, args.n_points, seed=args.seed,
-                             max_file_mb=args.max_file_mb, progress=True)
+                             max_file_mb=args.max_file_mb, progress=True, pad=True)
     labels, probs = clf.predict(data.points)
     per_file, correct, counted = {}, 0, 0
     for k, (sid, cat, label) in enumerate(zip(data.ids, data.categories, labels)):

@@ -105,11 +105,13 @@ def _load_geometry(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def read_points(path: str | os.PathLike, n_points: int = 2048, *, seed: int = 0,
-                max_file_mb: float = DEFAULT_MAX_FILE_MB) -> np.ndarray:
+                max_file_mb: float = DEFAULT_MAX_FILE_MB, pad: bool = False) -> np.ndarray:
     """Read one file as exactly ``n_points`` points: float32 n_points×3, in file units.
 
     Meshes are surface-sampled (uniform by area, seeded); point clouds with more points are
-    subsampled without replacement (seeded). Raises an ``InvalidMesh`` subclass with advice
+    subsampled without replacement (seeded); with fewer points they are rejected, or with
+    ``pad=True`` topped up by repeating random points (harmless for max-pooling networks
+    such as the classifier, wrong for EMD/Chamfer sets). Raises an ``InvalidMesh`` subclass with advice
     for unreadable, empty, non-finite, too large files, or point clouds with too few points.
     """
     path = Path(path)
@@ -135,6 +137,9 @@ def read_points(path: str | os.PathLike, n_points: int = 2048, *, seed: int = 0,
         points = _sample_mesh(vertices, faces, n_points, seed, path)
     else:
         points = _check_points(vertices, path)
+        if len(points) < n_points and pad:
+            extra = np.random.default_rng(seed).choice(len(points), n_points - len(points))
+            points = np.concatenate([points, points[extra]])
         if len(points) < n_points:
             raise TooFewPoints(f"{path}: {len(points)} points, {n_points} needed.")
         if len(points) > n_points:
@@ -192,13 +197,13 @@ class PointFolder:
 
 def read_point_folder(root: str | os.PathLike, n_points: int = 2048, *, seed: int = 0,
                       max_file_mb: float = DEFAULT_MAX_FILE_MB, progress: bool = False,
-                      categories: list[str] | None = None) -> PointFolder:
+                      categories: list[str] | None = None, pad: bool = False) -> PointFolder:
     """Read every shape below ``root`` as ``n_points`` points (see ``read_points``).
 
     A file that cannot be used is skipped and recorded in ``skipped`` with its error code,
     never raised; ``NoShapes`` is raised only when nothing usable is left. Each file uses
     the sampling seed ``seed`` (the same seed for every file keeps runs reproducible).
-    ``categories`` keeps only shapes of those categories.
+    ``categories`` keeps only shapes of those categories; ``pad`` as in ``read_points``.
     """
     files = find_shape_files(root)
     if categories is not None:
@@ -210,7 +215,7 @@ def read_point_folder(root: str | os.PathLike, n_points: int = 2048, *, seed: in
     pts, ids, cats, skipped = [], [], [], {}
     for f in iterator:
         try:
-            pts.append(read_points(f.path, n_points, seed=seed, max_file_mb=max_file_mb))
+            pts.append(read_points(f.path, n_points, seed=seed, max_file_mb=max_file_mb, pad=pad))
         except LatentforgeError as exc:
             log.warning("skipping %s: %s", f.path, exc)
             skipped[f.shape_id] = {"code": exc.code, "message": exc.message}

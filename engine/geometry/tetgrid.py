@@ -17,7 +17,10 @@ R      vertices    tetrahedra
 =====  ==========  ===========
 
 Vertex ``(i, j, k)`` (integer lattice, x index first) has index ``(i*(R+1) + j)*(R+1) + k``
-and position ``-1 + 2*(i, j, k)/R``.
+and position ``bound * (-1 + 2*(i, j, k)/R)`` (``bound`` = 1 by default).
+
+Shapes fitted to [-1, 1]^3 touch the default grid's boundary; their surfaces close only
+with a larger ``bound`` or after :func:`cap_boundary`.
 
 MeshDiffusion (after DMTet) lets each vertex move by a bounded offset so the surface can
 follow detail finer than the lattice; :func:`apply_deformation` applies those offsets.
@@ -72,22 +75,28 @@ def _check_resolution(resolution: int) -> int:
     return r
 
 
-def make_tet_grid(resolution: int, device: str | torch.device = "cpu"
+def make_tet_grid(resolution: int, device: str | torch.device = "cpu", bound: float = 1.0
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Build the regular tetrahedral grid of resolution ``R`` over [-1, 1]^3.
+    """Build the regular tetrahedral grid of resolution ``R`` over [-bound, bound]^3.
 
     Args:
         resolution: cubes per axis ``R`` (1..256).
         device: torch device of the returned tensors.
+        bound: half side of the gridded cube (default 1: the canonical cube). A shape fitted
+            to [-1, 1]^3 touches the default grid's boundary, where its SDF is ~0 or
+            slightly negative, so its extracted surface is open there: use ``bound`` > 1
+            (e.g. 1 + 2/R) or :func:`cap_boundary` for closed meshes.
 
     Returns:
-        verts: float32 ``(R+1)^3 × 3`` vertex positions in [-1, 1]^3 (lattice order, see
-            module docstring).
+        verts: float32 ``(R+1)^3 × 3`` vertex positions in [-bound, bound]^3 (lattice
+            order, see module docstring).
         tets: int64 ``6 R^3 × 4`` vertex indices, each tetrahedron positively oriented.
     """
     r = _check_resolution(resolution)
+    if not bound > 0:
+        raise BadGridResolution(f"Grid bound must be positive, got {bound!r}.")
     n = r + 1
-    lin = torch.linspace(-1.0, 1.0, n, dtype=torch.float32, device=device)
+    lin = torch.linspace(-bound, bound, n, dtype=torch.float32, device=device)
     gx, gy, gz = torch.meshgrid(lin, lin, lin, indexing="ij")
     verts = torch.stack([gx, gy, gz], dim=-1).reshape(-1, 3)
 
@@ -102,17 +111,38 @@ def make_tet_grid(resolution: int, device: str | torch.device = "cpu"
     return verts, tets
 
 
-def cell_size(resolution: int) -> float:
-    """Edge length of one grid cube, ``2 / R`` (world units of the [-1, 1]^3 cube)."""
-    return 2.0 / _check_resolution(resolution)
+def cell_size(resolution: int, bound: float = 1.0) -> float:
+    """Edge length of one grid cube, ``2 bound / R`` (world units)."""
+    return 2.0 * bound / _check_resolution(resolution)
+
+
+def boundary_mask(resolution: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Bool ``(R+1)^3`` mask of the grid vertices on the faces of the gridded cube."""
+    r = _check_resolution(resolution)
+    idx = torch.arange(r + 1, device=device)
+    on = (idx == 0) | (idx == r)
+    return (on[:, None, None] | on[None, :, None] | on[None, None, :]).reshape(-1)
+
+
+def cap_boundary(sdf: torch.Tensor, resolution: int, eps: float = 1e-6) -> torch.Tensor:
+    """Make the SDF positive (>= ``eps``) on the grid boundary, so extracted surfaces close.
+
+    A shape cut by the grid's cube then gets flat caps on the cube's faces instead of
+    holes. ``sdf``: ``V`` or ``B × V`` on a grid of resolution ``R``; returns a new tensor
+    (differentiable where it is not clamped).
+    """
+    mask = boundary_mask(resolution, sdf.device)
+    if sdf.shape[-1] != mask.shape[0]:
+        raise BadArrayShape(f"sdf has {sdf.shape[-1]} values per item, the R={resolution} grid {mask.shape[0]}.")
+    return torch.where(mask, sdf.clamp_min(eps), sdf)
 
 
 def apply_deformation(verts: torch.Tensor, deform: torch.Tensor, resolution: int,
-                      max_fraction: float = 0.45) -> torch.Tensor:
+                      max_fraction: float = 0.45, bound: float = 1.0) -> torch.Tensor:
     """Move grid vertices by bounded offsets (MeshDiffusion / DMTet style).
 
-    ``offset = max_fraction * (2 / R) * tanh(deform)``, so each coordinate moves by less
-    than ``max_fraction`` of a cell; tanh keeps it differentiable and saturating. Offsets
+    ``offset = max_fraction * (2 bound / R) * tanh(deform)``, so each coordinate moves by
+    less than ``max_fraction`` of a cell; tanh keeps it differentiable and saturating. Offsets
     above ~0.35 of a cell can invert some tetrahedra of the Kuhn split (as in DMTet); the
     marching tetrahedra remain well defined but the surface may fold locally.
 
@@ -120,7 +150,8 @@ def apply_deformation(verts: torch.Tensor, deform: torch.Tensor, resolution: int
         verts: ``V × 3`` or ``B × V × 3`` grid vertex positions (from :func:`make_tet_grid`).
         deform: raw, unbounded offsets, same shape as ``verts`` or ``B × V × 3`` for ``V × 3`` verts.
         resolution: grid resolution ``R`` the vertices come from.
-        max_fraction: bound of the offset as a fraction of the cell size ``2 / R`` (0 < f < 0.5).
+        max_fraction: bound of the offset as a fraction of the cell size ``2 bound / R`` (0 < f < 0.5).
+        bound: the ``bound`` the grid was made with.
 
     Returns:
         Deformed positions, broadcast shape of ``verts`` and ``deform``.
@@ -129,4 +160,4 @@ def apply_deformation(verts: torch.Tensor, deform: torch.Tensor, resolution: int
         raise BadArrayShape(f"deform must be (B×)V×3 with V={verts.shape[-2]}, got {tuple(deform.shape)}.")
     if not 0.0 < max_fraction < 0.5:
         raise BadArrayShape(f"max_fraction must be in (0, 0.5), got {max_fraction}.")
-    return verts + (max_fraction * cell_size(resolution)) * torch.tanh(deform)
+    return verts + (max_fraction * cell_size(resolution, bound)) * torch.tanh(deform)

@@ -12,10 +12,9 @@ backends, so their visibility agrees up to edge pixels and depth precision.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from engine.render.cameras import projection_matrix
 from engine.render.errors import RenderBackendUnavailable
 from engine.render.shading import Hits
 
@@ -46,12 +45,38 @@ def _context(device: str):
     return _CONTEXTS[device]
 
 
+def clip_positions(v, c2w, fov_deg: float):
+    """Clip-space positions of the vertices for each camera (torch, any device).
+
+    Args:
+        v: float32 tensor ``N × 3`` world vertices.
+        c2w: float32 tensor ``B × 4 × 4`` OpenGL/Blender-style cameras.
+        fov_deg: full angle of view.
+
+    Returns:
+        ``B × N × 4`` clip coordinates (OpenGL: NDC x right, y up, z in [-1, 1] between
+        near/far planes that hug the mesh's bounding sphere, for depth precision).
+    """
+    import torch
+
+    w2c = torch.linalg.inv(c2w)
+    centre = (v.amax(0) + v.amin(0)) / 2
+    rad = (v - centre).norm(dim=1).amax() * 1.01 + 1e-6
+    dist = (c2w[:, :3, 3] - centre).norm(dim=1)
+    far = dist + rad
+    near = torch.maximum(dist - rad, far * 1e-4)
+    proj = torch.as_tensor(projection_matrix(fov_deg, near.cpu().numpy(), far.cpu().numpy()), device=v.device)
+    v_h = torch.cat([v, torch.ones_like(v[:, :1])], dim=1)  # N×4
+    return torch.einsum("bij,nj->bni", proj @ w2c, v_h).contiguous()
+
+
 def cast(vertices: np.ndarray, faces: np.ndarray, c2w: np.ndarray, size: int, fov_deg: float,
          device: str = "cuda") -> Hits:
     """Visible triangle and world point per pixel, by rasterization.
 
     Args:
-        vertices: float ``N × 3``; faces: int ``M × 3``.
+        vertices: float ``N × 3``; faces: int ``M × 3`` (triangle ids are exact up to
+            2^24 faces, the precision of nvdiffrast's float output).
         c2w: ``B × 4 × 4`` OpenGL/Blender-style cameras; size: pixels per side;
         fov_deg: full angle of view; device: CUDA device.
 
@@ -62,35 +87,16 @@ def cast(vertices: np.ndarray, faces: np.ndarray, c2w: np.ndarray, size: int, fo
 
     if not torch.cuda.is_available():
         raise RenderBackendUnavailable("The 'cuda' render backend was requested but CUDA is not available.")
+    ctx = _context(device)
     import nvdiffrast.torch as dr
 
-    ctx = _context(device)
     v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
     f = torch.as_tensor(faces, dtype=torch.int32, device=device).contiguous()
     cams = torch.as_tensor(c2w, dtype=torch.float32, device=device)
-    n_cam = cams.shape[0]
-    w2c = torch.linalg.inv(cams)
-
-    # near/far planes hugging the mesh's bounding sphere, per camera, for depth precision
-    centre = (v.amax(0) + v.amin(0)) / 2
-    rad = (v - centre).norm(dim=1).amax() * 1.01 + 1e-6
-    dist = (cams[:, :3, 3] - centre).norm(dim=1)
-    far = dist + rad
-    near = torch.maximum(dist - rad, far * 1e-4)
-    focal = 1.0 / math.tan(math.radians(fov_deg) / 2)
-    proj = torch.zeros(n_cam, 4, 4, device=device)
-    proj[:, 0, 0] = focal
-    proj[:, 1, 1] = focal
-    proj[:, 2, 2] = -(far + near) / (far - near)
-    proj[:, 2, 3] = -2 * far * near / (far - near)
-    proj[:, 3, 2] = -1.0
-
-    v_h = torch.cat([v, torch.ones_like(v[:, :1])], dim=1)  # N×4
-    clip = torch.einsum("bij,nj->bni", proj @ w2c, v_h).contiguous()
     with torch.no_grad():
+        clip = clip_positions(v, cams, fov_deg)
         rast, _ = dr.rasterize(ctx, clip, f, resolution=[size, size])
-        points, _ = dr.interpolate(v[None].expand(n_cam, -1, -1).contiguous(), rast, f)
-    tri = rast[..., 3].long() - 1
-    tri = tri.flip(1)
+        points, _ = dr.interpolate(v[None].expand(len(cams), -1, -1).contiguous(), rast, f)
+    tri = rast[..., 3].long().flip(1) - 1  # row 0 of nvdiffrast is the bottom
     points = points.flip(1) * (tri >= 0)[..., None]
     return Hits(tri=tri.cpu().numpy(), points=points.double().cpu().numpy())

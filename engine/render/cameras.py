@@ -176,6 +176,29 @@ def intrinsics(fov_deg: float, size: int) -> np.ndarray:
     return np.array([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]], dtype=np.float32)
 
 
+def projection_matrix(fov_deg: float, near, far) -> np.ndarray:
+    """OpenGL perspective matrix(es) for a square image: camera space → clip space.
+
+    ``near``/``far`` (> 0) are scalars or ``(B,)``; returns float32 ``4 × 4`` or
+    ``B × 4 × 4``. NDC x is right and NDC y is up: pixel ``(row, col)`` of a ``size``
+    image has its centre at ``x = (col + 0.5) / size * 2 - 1``,
+    ``y = 1 - (row + 0.5) / size * 2``.
+    """
+    if not 0 < fov_deg < 180:
+        raise InvalidCamera(f"Field of view must be in (0, 180) degrees, got {fov_deg}.")
+    near, far = np.broadcast_arrays(_as_array(near), _as_array(far))
+    if (near <= 0).any() or (far <= near).any():
+        raise InvalidCamera("Clip planes need 0 < near < far.")
+    f = 1.0 / math.tan(math.radians(fov_deg) / 2)
+    m = np.zeros(near.shape + (4, 4))
+    m[..., 0, 0] = f
+    m[..., 1, 1] = f
+    m[..., 2, 2] = -(far + near) / (far - near)
+    m[..., 2, 3] = -2 * far * near / (far - near)
+    m[..., 3, 2] = -1.0
+    return m.astype(np.float32)
+
+
 def fov_to_blender_lens(fov_deg: float, sensor_mm: float = 36.0) -> float:
     """Blender ``camera.lens`` (mm) giving ``fov_deg`` on a sensor of ``sensor_mm`` (fit AUTO)."""
     return 0.5 * sensor_mm / math.tan(math.radians(fov_deg) / 2)

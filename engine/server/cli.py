@@ -338,6 +338,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from engine.server.server import EngineServer, ServerConfig
     from engine.server.store import Store
 
+    from engine.server.address import check_host, check_socket_path
+    if args.host is not None:  # refuse a bad address before the slow start (torch import)
+        check_host(args.host, args.allow_remote)
+    if args.socket is not None:
+        check_socket_path(args.socket)
     data_dir = _data_dir(args)
     data_dir.mkdir(parents=True, exist_ok=True)
     _setup_logging(args.log_level, data_dir)

@@ -70,6 +70,13 @@ class PipelineFailed(LatentforgeError):
     advice = "This is a bug in the model's pipeline: the engine log has the traceback; try other parameters or another model."
 
 
+class JobInterrupted(LatentforgeError):
+    """The engine stopped (crash, kill, power loss) while the job was running."""
+
+    code = "job.interrupted"
+    advice = "Submit the job again."
+
+
 class EngineStopping(LatentforgeError):
     """A job was submitted while the engine shuts down."""
 
@@ -218,8 +225,17 @@ class JobManager:
     # ---- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Recover from a previous run (fail interrupted jobs, re-queue queued ones), prune, start the worker."""
-        failed, queued = self.store.recover(STOPPED_REASON)
+        """``recover()`` then ``start_worker()``."""
+        self.recover()
+        self.start_worker()
+
+    def recover(self) -> list[str]:
+        """Fail jobs a previous run left running, re-queue its queued ones, prune; return the re-queued ids.
+
+        Call before ``start_worker`` so whoever tracks jobs can learn about the re-queued
+        ones before any of their events.
+        """
+        failed, queued = self.store.recover(JobInterrupted(STOPPED_REASON).to_dict())
         self.recovered["failed"] = failed
         for row in queued:
             try:
@@ -233,6 +249,10 @@ class JobManager:
             log.info("recovered: %d interrupted job(s) marked failed, %d re-queued",
                      len(failed), len(self.recovered["requeued"]))
         self.prune(collect=True, grace_s=0.0)
+        return list(self.recovered["requeued"])
+
+    def start_worker(self) -> None:
+        """Start the worker thread that runs the queue."""
         self._thread = threading.Thread(target=self._worker, name="latentforge-worker", daemon=True)
         self._thread.start()
 

@@ -262,7 +262,10 @@ class EngineServer:
         """Start jobs and listen; return the ready line's address part."""
         self._loop = asyncio.get_running_loop()
         self.manager.sink = self._sink
-        await self._loop.run_in_executor(None, self._start_manager)
+        requeued = await self._loop.run_in_executor(None, self.manager.recover)
+        for job_id in requeued:  # known to the loop before the worker can emit their events
+            self.live.setdefault(job_id, LiveJob())
+        self.manager.start_worker()
         self.models = await self._loop.run_in_executor(None, registry.list_models)
         cfg = self.config
         if cfg.host is not None:
@@ -270,8 +273,8 @@ class EngineServer:
             token_path = Path(cfg.token_path) if cfg.token_path else addr.default_token_path(self.store.data_dir)
             if cfg.token_path is None:
                 addr.ensure_private_dir(token_path.parent)
-            else:
-                token_path.parent.mkdir(parents=True, exist_ok=True)
+            elif not token_path.parent.exists():
+                token_path.parent.mkdir(parents=True, mode=0o700)
             self.token = addr.write_token(token_path)
             self.token_path = token_path
             self._server = await asyncio.start_server(self._handle, cfg.host, cfg.port)
@@ -293,11 +296,6 @@ class EngineServer:
         os.chmod(path, 0o600)
         self.address = addr.Address("unix", path=str(path))
         return self.address.url()
-
-    def _start_manager(self) -> None:
-        self.manager.start()
-        for job_id in self.manager.recovered["requeued"]:
-            self.live.setdefault(job_id, LiveJob())
 
     def request_stop(self) -> None:
         """Ask ``serve_forever`` to stop (thread-safe via the loop, or from a signal handler)."""

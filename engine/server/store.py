@@ -348,8 +348,9 @@ class Store:
 
     # ---- recovery and pruning -----------------------------------------------------
 
-    def recover(self, reason: str) -> tuple[list[str], list[dict[str, Any]]]:
-        """After a crash: fail jobs left ``running``; return (failed ids, queued jobs in run order).
+    def recover(self, error: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+        """After a crash: fail jobs left ``running`` with ``error`` (an error dict); return
+        (failed ids, queued jobs in run order).
 
         Also removes half-written temporary files left by a killed writer.
         """
@@ -357,10 +358,8 @@ class Store:
             tmp.unlink(missing_ok=True)
         with self._lock:
             running = [r["job_id"] for r in self._db.execute("SELECT job_id FROM jobs WHERE state = 'running'")]
-        error = {"code": "job.interrupted", "message": reason,
-                 "advice": "Submit the job again.", "details": {}}
         for job_id in running:
-            self.set_state(job_id, "failed", reason=reason, error=error)
+            self.set_state(job_id, "failed", reason=str(error.get("message")), error=error)
         with self._lock:
             rows = self._db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq").fetchall()
         return running, [_job_dict(r) for r in rows]

@@ -42,6 +42,8 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any] | None, sp
     """
     if not overrides:
         return params
+    if not isinstance(overrides, dict):
+        raise InvalidShapeParams(f"Overrides must be a dict of parameter values, got {type(overrides).__name__}.")
     out = dict(params)
     for name, value in overrides.items():
         if name not in space:

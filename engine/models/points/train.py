@@ -46,6 +46,7 @@ class TrainConfig:
     kl_z: float = 1e-4                # KL weights on the per-element mean KL
     kl_h: float = 1e-4
     kl_warmup: int = 1000
+    lr_warmup: int = 200
     # prior stage
     prior_iters: int = 50000
     prior_minutes: float = 1e9
@@ -146,17 +147,21 @@ class Trainer:
     def train_vae(self, resume: bool = False) -> None:
         t, vae = self.tcfg, self.model.vae
         opt = torch.optim.AdamW(vae.parameters(), lr=t.vae_lr, weight_decay=1e-4)
-        step = 0
+        step, elapsed = 0, 0.0
         if resume and self.has_state("vae"):
-            tensors, step, _ = self._load_state("vae", opt)
+            tensors, step, meta = self._load_state("vae", opt)
             vae.load_state_dict(tensors)
+            elapsed = float(meta.get("elapsed", 0.0))
             self.log(f"resumed VAE at step {step}")
         ddp = _ddp_wrap(vae)
         vae.train()
-        t0, last_ckpt = time.time(), time.time()
+        # t0 counts the wall time of earlier runs too, so budgets and the schedule survive resumes.
+        t0, last_ckpt = time.time() - elapsed, time.time()
         bar = tqdm(total=t.vae_iters, initial=step, desc="vae", disable=_rank() != 0, mininterval=10)
         while step < t.vae_iters and (time.time() - t0) / 60 < t.vae_minutes:
-            lr = t.vae_lr * min(1.0, (step + 1) / 200) * (0.5 * (1 + np.cos(np.pi * min(step / t.vae_iters, 1.0))) * 0.9 + 0.1)
+            # Cosine decay over whichever budget (steps or minutes) runs out first.
+            frac = min(1.0, max(step / t.vae_iters, (time.time() - t0) / 60 / t.vae_minutes))
+            lr = float(t.vae_lr * min(1.0, (step + 1) / t.lr_warmup) * (0.5 * (1 + np.cos(np.pi * frac)) * 0.9 + 0.1))
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
             idx = self.rng.integers(0, len(self.train), t.vae_batch)
@@ -191,7 +196,8 @@ class Trainer:
         val = self.val_reconstruction()
         self._logline({"stage": "vae", "step": step, "val_chamfer": val, "t": time.time() - t0})
         self.log(f"vae step {step}: val reconstruction Chamfer {val:.6f}")
-        self._save_state("vae", self.model.vae.state_dict(), opt, step, {"val_chamfer": val, "done": done})
+        self._save_state("vae", self.model.vae.state_dict(), opt, step,
+                         {"val_chamfer": val, "done": done, "elapsed": time.time() - t0})
         self.save_model()
 
     # ---------------------------------------------------------------- priors
@@ -240,9 +246,10 @@ class Trainer:
         opt = torch.optim.AdamW(params, lr=t.prior_lr, weight_decay=0.0)
         trainable = torch.nn.ModuleDict({"global_prior": m.global_prior, "point_prior": m.point_prior, "cond": m.cond})
         ema = copy.deepcopy(trainable).requires_grad_(False)
-        step = 0
+        step, elapsed = 0, 0.0
         if resume and self.has_state("prior"):
-            tensors, step, _ = self._load_state("prior", opt)
+            tensors, step, meta = self._load_state("prior", opt)
+            elapsed = float(meta.get("elapsed", 0.0))
             trainable.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
             ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
             self.log(f"resumed priors at step {step}")
@@ -252,11 +259,11 @@ class Trainer:
         ac = sched.alphas_cumprod.to(dev)
         T = self.cfg.diffusion.num_train_timesteps
         n = lat["z_mu"].shape[0]
-        t0, last_ckpt = time.time(), time.time()
+        t0, last_ckpt = time.time() - elapsed, time.time()
         bar = tqdm(total=t.prior_iters, initial=step, desc="priors", disable=_rank() != 0, mininterval=10)
         gen = torch.Generator(device=dev).manual_seed(t.seed + 17 + step)
         while step < t.prior_iters and (time.time() - t0) / 60 < t.prior_minutes:
-            lr = t.prior_lr * min(1.0, (step + 1) / 500)
+            lr = float(t.prior_lr * min(1.0, (step + 1) / 500))
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
             idx = torch.randint(0, n, (t.prior_batch,), device=dev, generator=gen)
@@ -288,15 +295,16 @@ class Trainer:
                 self._logline({"stage": "prior", "step": step, "loss_z": loss_z.item(), "loss_h": loss_h.item(),
                                "t": time.time() - t0})
             if time.time() - last_ckpt > t.ckpt_every_s:
-                self._prior_checkpoint(net, ema, opt, step)
+                self._prior_checkpoint(net, ema, opt, step, elapsed=time.time() - t0)
                 last_ckpt = time.time()
         bar.close()
-        self._prior_checkpoint(net, ema, opt, step, done=True)
+        self._prior_checkpoint(net, ema, opt, step, done=True, elapsed=time.time() - t0)
 
-    def _prior_checkpoint(self, net, ema, opt, step: int, done: bool = False) -> None:
+    def _prior_checkpoint(self, net, ema, opt, step: int, done: bool = False, elapsed: float = 0.0) -> None:
         tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-        self._save_state("prior", tensors, opt, step, {"done": done})
+        self._save_state("prior", tensors, opt, step, {"done": done, "elapsed": elapsed})
+        self._logline({"stage": "prior", "step": step, "checkpoint": True, "t": elapsed})
         # The shipped model carries the EMA weights of the priors.
         live = {k: v.clone() for k, v in net.state_dict().items()}
         net.load_state_dict(ema.state_dict())

@@ -1,0 +1,155 @@
+"""Unit tests of the point model (tiny configs, CPU, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from engine.models.points.config import PointsConfig, tiny_config
+from engine.models.points.data import PointSets
+from engine.models.points.losses import chamfer, gaussian_kl
+from engine.models.points.model import PointsModel, checkpoint_complete
+from engine.models.points.sampler import Hooks, LatentSampler
+from engine.models.points.train import TrainConfig, Trainer
+from engine.models.points.layers import farthest_point_sample
+
+torch.set_num_threads(1)
+
+
+def primitive_sets(n_per: int = 6, pool: int = 512) -> PointSets:
+    """Boxes and spheres of random proportions, fitted to [-1, 1]^3."""
+    rng = np.random.default_rng(0)
+    pts, labels = [], []
+    for i in range(n_per * 2):
+        if i % 2 == 0:
+            m = trimesh.creation.box(extents=rng.uniform(0.3, 2.0, 3))
+        else:
+            m = trimesh.creation.icosphere(2, radius=1.0)
+            m.apply_scale(rng.uniform(0.4, 1.0, 3))
+        p, _ = trimesh.sample.sample_surface(m, pool, seed=i)
+        p = p - (p.max(0) + p.min(0)) / 2
+        pts.append(p / np.abs(p).max())
+        labels.append(i % 2)
+    return PointSets(np.asarray(pts, np.float32), np.asarray(labels), ["box", "sphere"])
+
+
+def test_chamfer_matches_bruteforce_value_and_gradient():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 300, 3, generator=g, requires_grad=True)
+    b = torch.rand(2, 200, 3, generator=g)
+    ours = chamfer(a, b, chunk=64)
+    d = torch.cdist(a, b) ** 2
+    ref = d.min(2).values.mean(1) + d.min(1).values.mean(1)
+    assert torch.allclose(ours, ref, atol=1e-6)
+    (ga,) = torch.autograd.grad(ours.sum(), a)
+    (gr,) = torch.autograd.grad(ref.sum(), a)
+    assert torch.allclose(ga, gr, atol=1e-5)
+    assert chamfer(b, b).abs().max() < 1e-10
+
+
+def test_kl_is_zero_for_standard_normal():
+    assert gaussian_kl(torch.zeros(3, 4), torch.zeros(3, 4)).abs().max() == 0
+    assert (gaussian_kl(torch.ones(3, 4), torch.zeros(3, 4)) > 0).all()
+
+
+def test_fps_spreads_points():
+    x = torch.cat([torch.zeros(1, 100, 3), torch.ones(1, 1, 3)], 1)
+    idx = farthest_point_sample(x, 2, torch.Generator().manual_seed(0))
+    assert 100 in idx[0].tolist()
+
+
+def test_vae_shapes_and_any_number_of_points():
+    cfg = tiny_config(["a", "b"])
+    m = PointsModel(cfg)
+    x = torch.rand(3, 256, 3) * 2 - 1
+    post = m.vae.encode(x)
+    assert post["z_mu"].shape == (3, cfg.vae.global_dim)
+    assert post["h_mu"].shape == (3, cfg.vae.n_latent_points, 3 + cfg.vae.point_feat_dim)
+    for n in (17, 256, 1000):
+        assert m.vae.decode(post["z_mu"], post["h_mu"], n).shape == (3, n, 3)
+
+
+def _trainer(tmp_path, **kw) -> Trainer:
+    sets = primitive_sets()
+    cfg = tiny_config(sets.categories)
+    tcfg = TrainConfig(vae_batch=4, n_enc_points=256, n_rec_points=256, prior_batch=8, encode_repeats=1,
+                       val_shapes=4, ckpt_every_s=1e9, **kw)
+    return Trainer(cfg, tcfg, sets, sets, tmp_path / "ckpt", tmp_path / "state", log=lambda *_: None)
+
+
+def test_vae_training_reduces_reconstruction_error(tmp_path):
+    torch.manual_seed(0)
+    tr = _trainer(tmp_path, vae_iters=150, vae_lr=3e-3, lr_warmup=10, kl_warmup=100)
+    before = tr.val_reconstruction()
+    tr.train_vae()
+    after = tr.val_reconstruction()
+    assert after < 0.7 * before, (before, after)
+    assert checkpoint_complete(tmp_path / "ckpt")[0]
+
+
+def test_prior_training_resumes_and_sampling_works(tmp_path):
+    tr = _trainer(tmp_path, vae_iters=5, prior_iters=6)
+    tr.train_vae()
+    tr.train_prior()
+    tr2 = _trainer(tmp_path, vae_iters=5, prior_iters=10)
+    tr2.load_model_if_any()
+    tr2.train_prior(resume=True)
+    log = (tmp_path / "state" / "log.jsonl").read_text()
+    assert '"stage": "prior"' in log
+    assert (tmp_path / "state" / "prior.json").read_text().startswith('{"step": 10')
+
+    model = PointsModel.load(tmp_path / "ckpt")
+    assert torch.all(model.z_std > 0)
+    s = LatentSampler(model)
+    cond = s.condition(torch.tensor([0, 1, -1]))
+    seen = {"steps": 0, "previews": 0}
+
+    def step(stage, k, total):
+        seen["steps"] += 1
+
+    def preview(points, stage):
+        assert points.shape == (3, 64, 3)
+        seen["previews"] += 1
+
+    hooks = Hooks(step=step, want_preview=lambda k: True, preview=preview, preview_points=64)
+    out = s.run(cond, n_points=300, steps=4, guidance=2.0, hooks=hooks, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 300, 3) and torch.isfinite(out).all()
+    assert seen["steps"] == 8 and seen["previews"] == 3
+
+    # cancellation: an exception from the step hook stops the loop
+    class Stop(Exception):
+        pass
+
+    def cancel(stage, k, total):
+        raise Stop
+
+    with pytest.raises(Stop):
+        s.run(cond, steps=4, hooks=Hooks(step=cancel))
+
+
+def test_sdedit_strength_zero_is_reconstruction_and_save_load_roundtrip(tmp_path):
+    sets = primitive_sets(2)
+    cfg = tiny_config(sets.categories)
+    model = PointsModel(cfg).eval()
+    model.save(tmp_path / "m")
+    again = PointsModel.load(tmp_path / "m")
+    s1, s2 = LatentSampler(model), LatentSampler(again)
+    x = torch.from_numpy(sets.points[:1, :256])
+    z, h = s1.encode(x, torch.Generator().manual_seed(0))
+    cond = s1.condition(torch.tensor([0]))
+    rec = s1.run(cond, n_points=128, z_init=z, h_init=h, strength=0.0, generator=torch.Generator().manual_seed(1))
+    ref = s1.decode(z, h, 128, torch.Generator().manual_seed(1))
+    assert torch.allclose(rec, ref)
+    a = s1.run(cond, n_points=64, steps=3, z_init=z, h_init=h, strength=0.5, generator=torch.Generator().manual_seed(2),
+               z_noise=torch.zeros(1, cfg.vae.global_dim))
+    b = s2.run(cond, n_points=64, steps=3, z_init=z, h_init=h, strength=0.5, generator=torch.Generator().manual_seed(2),
+               z_noise=torch.zeros(1, cfg.vae.global_dim))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_config_roundtrip(tmp_path):
+    cfg = tiny_config(["x"])
+    cfg.save(tmp_path / "c.json")
+    assert PointsConfig.load(tmp_path / "c.json") == cfg
