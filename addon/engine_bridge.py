@@ -16,7 +16,7 @@ changed on the main thread.
 
 from __future__ import annotations
 
-import os
+import atexit
 import queue
 import threading
 import time
@@ -236,9 +236,8 @@ class Bridge:
         self._post(self._set_state, "disconnected", None)
 
     def _w_submit(self, key: str, spec: dict, arrays: dict | None) -> None:
-        client = self._require_client()
         try:
-            job_id = client.submit(spec, arrays)
+            job_id = self._require_client().submit(spec, arrays)
         except LatentforgeError as exc:
             self._post(self._on_submit_failed, key, _error_dict(exc))
             return
@@ -273,9 +272,8 @@ class Bridge:
             self._post(self._poll_done)
 
     def _w_result(self, key: str, job_id: str) -> None:
-        client = self._require_client()
         try:
-            messages = client.result(job_id, timeout=120.0)
+            messages = self._require_client().result(job_id, timeout=120.0)
         except LatentforgeError as exc:
             self._post(self._on_submit_failed, key, _error_dict(exc))
             return
@@ -312,7 +310,10 @@ class Bridge:
     def stop(self) -> None:
         """Stop our engine (asking it to shut down cleanly), or just disconnect from a remote one."""
         self._set_state("disconnected", None)
-        self._mark_active_jobs_lost()
+        for job in self.jobs.active():
+            # The engine cancels what it has not finished when asked to shut down.
+            result_handlers.discard(self, job)
+            self._job_ended(job, "cancelled")
         if self.owns_process or self.process.running:
             self._run_in_worker(self._w_stop, True)
         else:
@@ -401,7 +402,8 @@ class Bridge:
             traceback.print_exc()
             kind = "error"
         self.tick_stats.add(time.perf_counter() - t0, kind)
-        busy = self._backlog or not self._inbox.empty() or self.jobs.active() or self.busy
+        busy = (self._backlog or not self._inbox.empty() or self.busy
+                or any(j.state in ("submitting", "queued", "running") for j in self.jobs.active()))
         return ACTIVE_INTERVAL_S if busy else IDLE_INTERVAL_S
 
     def _tick(self, t0: float) -> str:
@@ -638,6 +640,8 @@ class Bridge:
     def _on_connection(self, msg: protocol.Message) -> None:
         state = msg.get("state")
         err = msg.get("error")
+        if self.state == "disconnected" and state in ("lost", "closed"):
+            return  # the user stopped the engine or disconnected: not an error
         if state in ("connected", "reconnected"):
             self._set_state("connected", None)
             if state == "reconnected":
@@ -709,14 +713,13 @@ class Bridge:
     def status_line(self) -> tuple[str, str]:
         """(icon, text) for the panel's status line."""
         if self.state == "connected":
-            active = [j for j in self.jobs.active()]
+            active = self.jobs.active()
             q = self.engine_counts.get("queued", 0)
             r = self.engine_counts.get("running", 0)
             queue_text = f"{r} running, {q} queued" if (q or r) else (f"{len(active)} active" if active else "idle")
-            version = ""
             if self.problem and self.problem.get("code") == "version.differs":
                 return "ERROR", f"Connected · {self.device} · {queue_text} · {self.problem['message']}"
-            return "CHECKMARK", f"Connected · {self.device} · {queue_text}{version}"
+            return "CHECKMARK", f"Connected · {self.device} · {queue_text}"
         if self.state == "starting":
             return "SORTTIME", "Starting the engine…"
         if self.state == "connecting":
@@ -795,12 +798,20 @@ def tick() -> float:
     return BRIDGE.tick()
 
 
+def _at_exit() -> None:
+    # Blender does not unregister add-ons when it quits; the engine runs in its own session
+    # (so a Ctrl+C in Blender's terminal does not kill it mid-write) and must be stopped here.
+    BRIDGE.shutdown()
+
+
 def register() -> None:
     if not bpy.app.timers.is_registered(tick):
         bpy.app.timers.register(tick, first_interval=0.1, persistent=True)
+    atexit.register(_at_exit)
 
 
 def unregister() -> None:
+    atexit.unregister(_at_exit)
     if bpy.app.timers.is_registered(tick):
         bpy.app.timers.unregister(tick)
     BRIDGE.shutdown()

@@ -36,9 +36,10 @@ def model_categories(model: str) -> list[str]:
 
 
 def _category_items(self, _context):
-    cats = model_categories(getattr(self, "model", ""))
+    model = getattr(self, "model", "")
+    cats = model_categories(model)
     result = [(c, c.replace("_", " ").title(), "") for c in cats] or [("NONE", "Type Below", "")]
-    _ITEM_CACHE[f"categories:{id(self)}"] = result
+    _ITEM_CACHE[f"categories:{model}"] = result
     return result
 
 

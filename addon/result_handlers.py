@@ -25,6 +25,7 @@ from . import scene_builders as sb
 
 ROOT_COLLECTION = "Latentforge"
 PREVIEW_COLLECTION = "Latentforge Previews"
+PREVIEW_MATERIAL = "Latentforge Preview"
 
 
 class _Created:
@@ -132,6 +133,30 @@ def _preview_collection() -> bpy.types.Collection:
     return sb.ensure_collection(PREVIEW_COLLECTION, _root())
 
 
+def _preview_material() -> bpy.types.Material:
+    """A light-blue material so a preview reads as "in progress" next to finished objects."""
+    mat = bpy.data.materials.get(PREVIEW_MATERIAL)
+    if mat is None:
+        color = (0.35, 0.62, 1.0, 1.0)
+        mat = bpy.data.materials.new(PREVIEW_MATERIAL)
+        mat[sb.OWNED_PROP] = True
+        mat.diffuse_color = color
+        if mat.node_tree is None:
+            mat.use_nodes = True
+        bsdf = mat.node_tree.nodes.get("Principled BSDF")
+        if bsdf is not None:
+            bsdf.inputs["Base Color"].default_value = color
+            bsdf.inputs["Emission Color"].default_value = color
+            bsdf.inputs["Emission Strength"].default_value = 0.6
+    return mat
+
+
+def _preview_data(job, points) -> bpy.types.ID:
+    data = sb.build_points(f"{job.label} (preview)", points, as_mesh=True)
+    data.materials.append(_preview_material())
+    return data
+
+
 def _preview_matrix(job, index: int) -> Matrix:
     if job.purpose == "refine":
         src = bpy.data.objects.get(job.context.get("source", ""))
@@ -156,7 +181,7 @@ def show_preview(bridge, job, msg) -> None:
     matrix = _preview_matrix(job, int(meta.get("index") or 0))
     obj = bpy.data.objects.get(job.preview) if job.preview else None
     if obj is None:
-        data = sb.build_points(f"{job.label} (preview)", points)
+        data = _preview_data(job, points)
         try:
             obj = sb.new_points_object(f"{job.label} (preview)", data, _preview_collection(), matrix)
         except Exception:
@@ -166,7 +191,7 @@ def show_preview(bridge, job, msg) -> None:
         job.preview = obj.name
         return
     if not sb.update_points_in_place(obj, points):
-        sb.replace_object_data(obj, sb.build_points(f"{job.label} (preview)", points))
+        sb.replace_object_data(obj, _preview_data(job, points))
     if obj.matrix_world != matrix:
         obj.matrix_world = matrix
 

@@ -216,13 +216,19 @@ def _set_point_colors(data: bpy.types.ID, colors: np.ndarray | None) -> None:
     attr.data.foreach_set("color_srgb", (colors.astype(np.float32) / 255.0).ravel())
 
 
-def build_points(name: str, points: Any, colors: Any = None, radius: float = POINT_RADIUS) -> bpy.types.ID:
-    """Point cloud data: a PointCloud where supported, else a vertex mesh (see ``new_points_object``)."""
+def build_points(name: str, points: Any, colors: Any = None, radius: float = POINT_RADIUS,
+                 as_mesh: bool = False) -> bpy.types.ID:
+    """Point cloud data: a PointCloud where supported, else (or with ``as_mesh``) a vertex mesh.
+
+    ``as_mesh`` suits live previews: a vertex mesh is made without evaluating the scene's
+    depsgraph (a PointCloud is not), so creating it costs a timer tick almost nothing.
+    Give either to ``new_points_object``.
+    """
     p = _float3("points", points)
     if len(p) == 0:
         raise BadArrays("The point cloud is empty.")
     c = _colors_u8(colors, len(p))
-    if pointclouds_supported():
+    if pointclouds_supported() and not as_mesh:
         data = _new_pointcloud(name, p, radius)
     else:
         data = build_vertex_mesh(name, p)

@@ -4,7 +4,7 @@ Renders procedural shapes (or a torus when the procedural generator is not impor
 from orbits of cameras at 256×256 and reports images per second and the projected time
 of a 10,000-image dataset.
 
-Usage: python scripts/bench_render.py [--backend cpu] [--size 256] [--shapes 6] [--views 24]
+Usage: python scripts/bench_render.py [--backend cpu] [--size 256] [--shapes 6] [--views 24] [--supersample 1]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--shapes", type=int, default=6)
     ap.add_argument("--views", type=int, default=24)
+    ap.add_argument("--supersample", type=int, default=1)
     args = ap.parse_args()
     backend = resolve_backend(args.backend)
     cams = orbit_cameras(args.views, polar=math.radians(60), radius=3.5)
@@ -46,7 +47,8 @@ def main() -> None:
     t_all = time.perf_counter()
     for _, mesh in meshes:
         t0 = time.perf_counter()
-        out = render_mesh(mesh.vertices, mesh.faces, cams, size=args.size, backend=backend)
+        out = render_mesh(mesh.vertices, mesh.faces, cams, size=args.size, backend=backend,
+                          supersample=args.supersample)
         per_shape.append(time.perf_counter() - t0)
         coverage.append(float(out["mask"].mean()))
         faces.append(len(mesh.faces))
@@ -57,6 +59,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
         "backend": backend,
         "size": args.size,
+        "supersample": args.supersample,
         "shapes": [name for name, _ in meshes],
         "faces_per_shape": faces,
         "views_per_shape": args.views,

@@ -174,7 +174,7 @@ class Demo:
         cam.location = center + direction * dist
         cam.rotation_euler = rot
 
-    def render(self, path: Path, size: tuple[int, int], samples: int = 24) -> float:
+    def render(self, path: Path, size: tuple[int, int], samples: int = 16) -> float:
         bpy = self.bpy
         scene = bpy.context.scene
         scene.render.resolution_x, scene.render.resolution_y = size
@@ -209,11 +209,13 @@ class Demo:
         if model != "procedural" and category in self._categories(model):
             s.category = category
         s.randomize_seed, s.seed = False, 11
+        # Results are centred on the cursor (objects fit [-1, 1]^3): lift it so the shape stands on the ground.
+        bpy.context.scene.cursor.location = (0.0, 0.0, 1.0)
         before = {j.key for j in self.bridge.jobs.all()}
         bpy.ops.latentforge.generate()
         (job,) = [j for j in self.bridge.jobs.all() if j.key not in before]
         cam = bpy.context.scene.camera
-        cam.location, cam.rotation_euler = (0.0, -4.2, 2.2), (math.radians(65), 0.0, 0.0)
+        cam.location, cam.rotation_euler = (0.0, -3.6, 2.3), (math.radians(70), 0.0, 0.0)
         frames_dir = self.out / "preview_frames"
         frames_dir.mkdir(parents=True, exist_ok=True)
         frames: list[Path] = []
@@ -223,8 +225,7 @@ class Demo:
             obj = bpy.data.objects.get(job.preview) if job.preview else None
             if obj is None or len(frames) >= 6:
                 return
-            n = len(obj.data.points) if hasattr(obj.data, "points") else len(obj.data.vertices)
-            pos = np.empty(n * 3, np.float32)
+            pos = np.empty(len(obj.data.attributes["position"].data) * 3, np.float32)
             obj.data.attributes["position"].data.foreach_get("vector", pos)
             key = hash(pos.tobytes())
             if key != state["last"]:
@@ -244,6 +245,7 @@ class Demo:
         out = self.out / "preview_sequence.png"
         self._write_png(out, tiled)
         self.lf.scene_builders.remove_objects(final)
+        bpy.context.scene.cursor.location = (0.0, 0.0, 0.0)
         return {"preview_frames": len(frames) - 1, "sequence": str(out)}
 
     def _categories(self, model: str) -> list[str]:

@@ -3,7 +3,7 @@
 Starts a private engine (``python -m engine serve``) on a temporary data directory, then
 ``--clients`` threads submit ``--jobs`` procedural jobs in total (random category, count,
 priority), cancel some at random and drop/re-open their connection at random
-(re-subscribing to the jobs they follow). Bounded by ``--seconds``.
+(re-subscribing to most of the jobs they follow; the others are only checked at the end). Bounded by ``--seconds``.
 
 Checks, all reported in the JSON:
 
@@ -62,6 +62,7 @@ class Track:
     first_progress: float | None = None
     results: dict[int, str] = field(default_factory=dict)
     terminal: str | None = None
+    abandoned: bool = False  # dropped on a reconnect: checked through `jobs`/`result` only
     terminal_per_gen: dict[int, int] = field(default_factory=dict)
 
 
@@ -84,6 +85,7 @@ class Worker(threading.Thread):
         self.client: EngineClient | None = None
         self.reconnects = 0
         self.cancels = 0
+        self.cancel_acks: dict[str, int] = {}
         self.errors: list[str] = []
 
     def _connect(self) -> None:
@@ -99,8 +101,11 @@ class Worker(threading.Thread):
         self._connect()
         self.reconnects += 1
         for job_id, t in self.jobs.items():
-            if t.terminal is None:
-                self.client.subscribe(job_id, timeout=30)
+            if t.terminal is None and not t.abandoned:
+                if self.rng.random() < 0.3:
+                    t.abandoned = True  # never asked about again on a connection
+                else:
+                    self.client.subscribe(job_id, timeout=30)
 
     def _drain(self, client: EngineClient, timeout: float) -> None:
         gen = self.gen
@@ -154,14 +159,19 @@ class Worker(threading.Thread):
                 self._drain(self.client, 0)
                 r = self.rng.random()
                 if r < self.p_cancel:
-                    open_jobs = [j for j, t in self.jobs.items() if t.terminal is None]
+                    open_jobs = [j for j, t in self.jobs.items() if t.terminal is None and not t.abandoned]
                     if open_jobs:
-                        self.client.cancel(self.rng.choice(open_jobs), timeout=30)
+                        # half the time the oldest open job: most likely running, so cancels
+                        # hit running jobs too, not only queued ones
+                        target = open_jobs[0] if self.rng.random() < 0.5 else self.rng.choice(open_jobs)
+                        state = self.client.cancel(target, timeout=30)
+                        self.cancel_acks[state] = self.cancel_acks.get(state, 0) + 1
                         self.cancels += 1
                 elif r < self.p_cancel + self.p_reconnect:
                     self._reconnect()
                 time.sleep(self.rng.uniform(0, 0.05))
-            while time.monotonic() < self.deadline + 30 and any(t.terminal is None for t in self.jobs.values()):
+            while time.monotonic() < self.deadline + 30 and any(t.terminal is None and not t.abandoned
+                                                                 for t in self.jobs.values()):
                 self._drain(self.client, 0.2)
         except Exception as exc:  # reported, not raised: the main thread verifies everything
             self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -256,7 +266,7 @@ def main() -> int:
         state = job["state"] if job else "missing"
         counts[state if state in FINAL_STATES else "unfinished"] += 1
         if t.terminal is None:
-            missing_terminal += 1
+            missing_terminal += not t.abandoned
         elif t.terminal != state:
             terminal_mismatch += 1
         dup_terminal += sum(1 for n in t.terminal_per_gen.values() if n > 1)
@@ -298,6 +308,9 @@ def main() -> int:
         "jobs_per_s": round(len(tracks) / t_clients, 2),
         "states": counts,
         "cancels_requested": sum(w.cancels for w in workers),
+        "cancel_ack_states": {s: sum(w.cancel_acks.get(s, 0) for w in workers)
+                              for s in sorted({k for w in workers for k in w.cancel_acks})},
+        "jobs_abandoned_on_reconnect": sum(t.abandoned for t in tracks.values()),
         "reconnects": sum(w.reconnects for w in workers),
         "results_delivered": delivered, "results_retrieved_only": retrieved_only,
         "result_mb": round(result_bytes / 2**20, 2),

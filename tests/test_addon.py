@@ -35,7 +35,8 @@ bpy = pytest.importorskip("bpy")
 
 pytestmark = pytest.mark.blender
 MODULE = "bl_ext.user_default.latentforge"
-TEST_PIPELINES = "test_addon_pipelines:SmoothRefinePipeline,test_addon_pipelines:RenderViewsPipeline"
+TEST_PIPELINES = ("test_addon_pipelines:SmoothRefinePipeline,test_addon_pipelines:RenderViewsPipeline,"
+                  "server_slow_pipeline:SlowPipeline")
 
 
 def _load_script(name: str):
@@ -307,6 +308,43 @@ def test_refine_rejects_object_without_faces(lf, bridge):
     bpy.data.meshes.remove(mesh)
 
 
+def test_generate_from_image_is_refused_clearly(lf, bridge, tmp_path):
+    s = bpy.context.scene.latentforge.generate
+    s.model, s.input_mode, s.count = "procedural", "IMAGE", 1
+    s.image_path = str(tmp_path / "missing.png")
+    n_jobs, n_objects = len(bridge.jobs), len(bpy.data.objects)
+    with pytest.raises(RuntimeError, match="Image file not found"):
+        bpy.ops.latentforge.generate()
+    assert len(bridge.jobs) == n_jobs
+    img = bpy.data.images.new("prompt", 16, 16, alpha=True)
+    img.filepath_raw, img.file_format = str(tmp_path / "prompt.png"), "PNG"
+    img.save()
+    bpy.data.images.remove(img)
+    s.image_path = str(tmp_path / "prompt.png")
+    before = {j.key for j in bridge.jobs.all()}
+    assert bpy.ops.latentforge.generate() == {"FINISHED"}
+    (job,) = new_jobs(bridge, before)
+    wait_jobs(lf, bridge, [job])
+    assert job.state == "failed" and job.error["code"] == "model.unavailable"
+    assert "image" in job.error["message"]
+    assert len(bpy.data.objects) == n_objects and "prompt.png" not in bpy.data.images
+    s.input_mode = "CATEGORY"
+
+
+def test_panels_and_preferences_draw(lf, bridge):
+    s = bpy.context.scene.latentforge
+    s.views.preset = "CUSTOM"
+    bpy.ops.latentforge.view_pose_add()
+    bpy.ops.latentforge.populate_row_add()
+    log = _draw_everything(lf)
+    labels = [t for kind, t in log if kind == "label"]
+    assert any(t.startswith("Connected") for t in labels)
+    assert ("operator", "latentforge.generate") in log and ("operator", "latentforge.populate") in log
+    assert labels.count("Unavailable") == 2  # refine and views show the engine's reasons
+    assert any("not trained" in t for t in labels)
+    s.views.preset = "ORBIT_4"
+
+
 def test_refine_keeps_transform_name_materials_collection(lf, plugged):
     bridge = plugged
     bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=3, radius=1.0, location=(3.0, -2.0, 1.0),
@@ -368,6 +406,31 @@ def test_refine_keeps_transform_name_materials_collection(lf, plugged):
     assert sorted(o.name for o in bpy.data.objects if o.name.startswith("Box")) == ["Box", "Box (original)"]
 
 
+def test_live_preview_updates_in_place_while_streaming(lf, plugged):
+    """A slow job streams previews (5 per second): one preview object, moved in place, then replaced."""
+    bridge = plugged
+    spec = {"task": "generate", "model": "slow", "priority": 0,
+            "params": {"steps": 30, "delay": 0.05, "n_points": 2048, "count": 1}}
+    job = bridge.submit(lf.jobs.Job("generate", spec, "slow: stream", context={"cursor": (0.0, 0.0, 0.0)}))
+    bridge.tick_stats.reset()
+    seen = []
+
+    def watch():
+        for o in preview_objects(lf):
+            pos = np.empty(len(o.data.attributes["position"].data) * 3, np.float32)
+            o.data.attributes["position"].data.foreach_get("vector", pos)
+            seen.append((o.name, o.data.name, hash(pos.tobytes())))
+
+    wait_jobs(lf, bridge, [job], timeout=60, every=watch)
+    assert job.state == "finished", job.error
+    assert len({h for _, _, h in seen}) >= 3  # the points moved several times...
+    assert len({(n, d) for n, d, _ in seen}) == 1  # ...in one object and one datablock
+    assert not preview_objects(lf) and len(job_objects(job)) == 1
+    stats = bridge.tick_stats.summary()
+    print("tick stats while streaming previews:", json.dumps(stats))
+    assert stats["preview"]["ticks"] >= 3
+
+
 def test_views_from_object_planes_and_cameras(lf, plugged):
     bridge = plugged
     rock = bpy.data.objects["Rock"]
@@ -395,6 +458,43 @@ def test_views_from_object_planes_and_cameras(lf, plugged):
         img = plane.data.materials[0].node_tree.nodes.active.image
         assert img.packed_file is not None and tuple(img.size) == (48, 48)
         assert plane["latentforge_view"] in range(4)
+
+
+def test_points_model_generate_and_refine(lf, bridge):
+    points = next(m for m in bridge.models if m["name"] == "points")
+    if not points["available"]:
+        pytest.skip(f"the learned points model is not installed: {points['reason']}")
+    s = bpy.context.scene.latentforge.generate
+    s.model, s.input_mode, s.count, s.randomize_seed = "points", "CATEGORY", 2, True
+    if points.get("categories"):
+        s.category = points["categories"][0]
+    else:
+        s.category_text = "chair"
+    before = {j.key for j in bridge.jobs.all()}
+    seen_preview = []
+    assert bpy.ops.latentforge.generate() == {"FINISHED"}
+    (job,) = new_jobs(bridge, before)
+    wait_jobs(lf, bridge, [job], timeout=300, every=lambda: seen_preview.append(len(preview_objects(lf))))
+    assert job.state == "finished", job.error
+    objs = job_objects(job)
+    assert len(objs) == 2 and all(o.type == "POINTCLOUD" and len(o.data.points) > 0 for o in objs)
+    assert all(o["latentforge_model"] == "points" for o in objs)
+    assert max(seen_preview) >= 1 and not preview_objects(lf)
+    # refine (SDEdit) of a mesh object: a point cloud in its place, same transform
+    bpy.ops.mesh.primitive_uv_sphere_add(location=(0.0, 8.0, 1.0), scale=(1.0, 0.6, 1.4))
+    ball = bpy.context.active_object
+    ball.name = "Ball"
+    select_only(ball)
+    r = bpy.context.scene.latentforge.refine
+    r.model, r.strength, r.mode = "points", 0.3, "HIDE"
+    before = {j.key for j in bridge.jobs.all()}
+    assert bpy.ops.latentforge.refine() == {"FINISHED"}
+    (job,) = new_jobs(bridge, before)
+    wait_jobs(lf, bridge, [job], timeout=300)
+    assert job.state == "finished", job.error
+    new = bpy.data.objects["Ball"]
+    assert new.type == "POINTCLOUD" and tuple(new.location) == (0.0, 8.0, 1.0)
+    assert not bpy.data.objects["Ball (original)"].visible_get()
 
 
 def test_populate_rows_without_overlap_and_linked_duplicates(lf, bridge):
@@ -430,6 +530,26 @@ def test_populate_rows_without_overlap_and_linked_duplicates(lf, bridge):
         assert not o.data.validate(verbose=False)
     assert len({o.users_collection[0].name for o in objs}) == 1
     assert not preview_objects(lf)
+    # on the surface of a selected object: a raised platform
+    bpy.ops.mesh.primitive_plane_add(size=8.0, location=(-20.0, 0.0, 2.0))
+    platform = bpy.context.active_object
+    select_only(platform)
+    p.rows.clear()
+    r = p.rows.add()
+    r.input_mode, r.category, r.count, r.variants = "CATEGORY", "vase", 3, 1
+    p.target, p.rotate = "SURFACE", False
+    before = {j.key for j in bridge.jobs.all()}
+    assert bpy.ops.latentforge.populate() == {"FINISHED"}
+    jobs = new_jobs(bridge, before)
+    wait_jobs(lf, bridge, jobs)
+    objs = job_objects(jobs[0])
+    assert len(objs) == 3
+    boxes = [lf.scene_builders.world_bounds(o) for o in objs]
+    assert not lf.placement.boxes_overlap(boxes)
+    for lo, hi in boxes:
+        assert lo[2] == pytest.approx(2.0, abs=1e-4)
+    for o in objs:
+        assert -24.0 <= o.location.x <= -16.0 and -4.0 <= o.location.y <= 4.0
 
 
 def test_cancel_removes_preview_and_leaves_nothing(lf, bridge):
@@ -610,20 +730,38 @@ def _draw_everything(lf) -> list:
         def __getattr__(self, name):
             return getattr(prefs, name)
 
+    saved = prefs.mode
     for mode in ("LOCAL", "REMOTE"):
         prefs.mode = mode
         type(prefs).draw(Proxy(), ctx)
+    prefs.mode = saved
     return log
 
 
-def test_panels_and_preferences_draw(lf, bridge):
-    s = bpy.context.scene.latentforge
-    s.views.preset = "CUSTOM"
-    bpy.ops.latentforge.view_pose_add()
-    bpy.ops.latentforge.populate_row_add()
-    log = _draw_everything(lf)
-    labels = [t for kind, t in log if kind == "label"]
-    assert any(t.startswith("Connected") or t.startswith("Not connected") for t in labels)
-    assert ("operator", "latentforge.generate") in log and ("operator", "latentforge.populate") in log
-    assert any(t == "Unavailable" for t in labels)  # views (no model) shows the engine's reason
-    assert any(kind == "operator" and t == "latentforge.reimport" for kind, t in log) or not bridge.history
+def test_panels_and_preferences_draw_when_disconnected(lf, bridge):
+    assert bridge.state != "connected"
+    labels = [t for kind, t in _draw_everything(lf) if kind == "label"]
+    assert any(t.startswith("Not connected") for t in labels)
+    assert "Connect to an engine first" in labels
+
+
+def test_engine_missing_is_a_clear_error(lf, bridge, tmp_path):
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.mode = "LOCAL"
+    prefs.python_path = str(tmp_path / "no-such-python")
+    bpy.ops.latentforge.engine_start()
+    assert run_timers(lf, lambda: bridge.state == "error" and not bridge.busy, 30)
+    assert "No Python interpreter" in bridge.problem["message"]
+    assert "Engine Python" in bridge.problem["advice"]
+    # a Python without the engine: the engine exits during start-up and the log is named
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'No module named engine' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    prefs.python_path = str(fake)
+    bpy.ops.latentforge.engine_start()
+    assert run_timers(lf, lambda: bridge.state == "error" and not bridge.busy, 30)
+    assert "exited during start-up" in bridge.problem["message"]
+    assert "No module named engine" in bridge.problem["message"]
+    assert "engine.log" in bridge.problem["advice"]
+    icon, text = bridge.status_line()
+    assert icon == "ERROR" and "exited" in text

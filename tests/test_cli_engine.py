@@ -108,3 +108,30 @@ def test_serve_tcp_writes_a_private_token_and_refuses_remote_without_flag():
     assert not os.path.exists(engine.token_file)
     proc = lf("serve", "--host", "0.0.0.0", "--data-dir", str(tmp / "data2"), env=env, check=False)
     assert proc.returncode == 1 and "server.remote_not_allowed" in proc.stderr
+
+
+def test_refine_sends_the_mesh_and_reports_an_unsupported_model(served, meshes_dir):
+    engine, env, tmp = served
+    proc = lf("refine", "--model", "procedural", "--input", str(meshes_dir / "rabbit.obj"), "--strength", "0.4",
+              "--out", str(tmp / "refined"), "--connect", engine.address, env=env, check=False)
+    assert proc.returncode == 1 and "model.unavailable" in proc.stderr and "refine" in proc.stderr
+
+
+def test_prune_command_applies_the_policy(tmp_path, capsys):
+    import argparse
+
+    from engine.server.cli import cmd_prune, prune_policy
+    from engine.server.store import Store
+
+    store = Store(tmp_path)
+    store.add_job("old", {"task": "generate", "model": "procedural", "params": {}})
+    store.add_result("old", 0, "points", {"points": np.zeros((10, 3), np.float32)}, {})
+    store.set_state("old", "finished")
+    store.close()
+    (tmp_path / "settings.json").write_text(json.dumps({"max_results_gb": 0, "max_age_days": 30}))
+    args = argparse.Namespace(data_dir=tmp_path, max_results_gb=None, max_age_days=None)
+    assert prune_policy(args, tmp_path) == (None, 30 * 86400.0)
+    args.max_age_days = 1e-9  # flags win over settings.json
+    assert cmd_prune(args) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["pruned_jobs"] == 1 and stats["removed_files"] == 1

@@ -50,6 +50,8 @@ def test_reads_real_meshes_and_rejects_bad_files(meshes_dir: Path, tmp_path: Pat
     assert read_points(meshes_dir / "points_emptyface.ply", 512).shape == (512, 3)
     with pytest.raises(TooFewPoints):
         read_points(meshes_dir / "points_emptyface.ply", 2048)
+    padded = read_points(meshes_dir / "points_emptyface.ply", 2048, pad=True)
+    assert padded.shape == (2048, 3) and len(np.unique(padded, axis=0)) == 1024
 
     (tmp_path / "empty.ply").write_bytes(b"")
     (tmp_path / "garbage.obj").write_bytes(b"\x00\xff not an obj \x00" * 10)

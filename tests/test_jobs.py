@@ -84,6 +84,8 @@ def test_invalid_specs_create_no_job(mgr):
     with pytest.raises(InvalidRequest):
         manager.submit(spec(steps=0))
     with pytest.raises(InvalidRequest):
+        manager.submit(spec(steps=1, priority=10**20))
+    with pytest.raises(InvalidRequest):
         manager.submit({"task": "generate", "model": "slow", "params": {"arrays": 1}})
     assert store.jobs() == []
 

@@ -150,9 +150,10 @@ def test_folder_layouts(tmp_path, meshes_dir):
     flat = tmp_path / "props"
     _touch_mesh(flat / "rock.stl", meshes_dir)
     _touch_mesh(flat / "crates" / "crate one.glb", meshes_dir, "BoxTextured.glb")
+    _touch_mesh(flat / "crates" / "crate one.stl", meshes_dir)
     assert detect_layout(flat) == "flat"
     entries = list(iter_mesh_folder(flat, layout="flat", y_up=True))
-    assert [(c, i) for c, i, _ in entries] == [("props", "rock"), ("crates", "crate_one")]
+    assert [(c, i) for c, i, _ in entries] == [("props", "rock"), ("crates", "crate_one"), ("crates", "crate_one-2")]
     assert entries[0].y_up and entries[0].load().is_watertight
 
     with pytest.raises(MeshUnreadable):

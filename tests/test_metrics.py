@@ -189,3 +189,33 @@ def test_bad_point_sets_raise_typed_errors(bad):
 def test_mismatched_point_counts_raise():
     with pytest.raises(BadPointSet):
         compute_all_metrics(np.random.rand(2, 10, 3), np.random.rand(2, 12, 3))
+
+
+def test_psnr_and_ssim_known_values():
+    from engine.eval.image_metrics import ImageMismatch, psnr, ssim
+
+    a = np.zeros((16, 16, 3), dtype=np.uint8)
+    b = np.full((16, 16, 3), 10, dtype=np.uint8)
+    # MSE 100 on the 0-255 scale.
+    assert psnr(b, a) == pytest.approx(10 * np.log10(255 ** 2 / 100))
+    assert psnr(a.astype(np.float32), (b / 255.0).astype(np.float32)) == pytest.approx(psnr(b, a), rel=1e-4)
+    assert psnr(a, a) == float("inf")
+    rng = np.random.default_rng(0)
+    img = rng.random((2, 32, 32, 3))
+    noisy = np.clip(img + rng.normal(0, 0.1, img.shape), 0, 1)
+    s = ssim(noisy, img)
+    assert s.shape == (2,) and np.all(s < 0.99) and np.all(s > 0.0)
+    assert ssim(img[0], img[0]) == pytest.approx(1.0)
+    assert ssim(img[0, :, :, 0], img[0, :, :, 0]) == pytest.approx(1.0)   # grey H×W
+    assert ssim(noisy[0], img[0]) > ssim(np.clip(img[0] + rng.normal(0, 0.3, img[0].shape), 0, 1), img[0])
+    with pytest.raises(ImageMismatch):
+        psnr(img[0], img[0, :16])
+    with pytest.raises(ImageMismatch):
+        ssim(img[0, :5, :5], img[0, :5, :5])
+
+
+def test_pairwise_emd_in_worker_processes_matches_serial():
+    x = torch.rand(3, 32, 3)
+    y = torch.rand(2, 32, 3)
+    assert torch.equal(pairwise_emd(x, y, workers=2), pairwise_emd(x, y))
+    assert torch.equal(pairwise_emd(x, workers=2), pairwise_emd(x))

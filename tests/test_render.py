@@ -97,6 +97,25 @@ def test_fixed_world_light_and_two_sided_faces():
     assert not np.array_equal(out["rgb"][2, 16, 16], out["rgb"][0, 16, 16])
 
 
+def test_supersampling_antialiases_and_keeps_geometry(sphere, sphere_views):
+    cams, plain = sphere_views
+    out = render_mesh(sphere.vertices, sphere.faces, cams[:1], size=SIZE, fov_deg=FOV, backend="cpu", supersample=3)
+    assert out["rgb"].shape == (1, SIZE, SIZE, 3) and out["alpha"].dtype == np.float32
+    assert np.array_equal(plain["alpha"], plain["mask"].astype(np.float32))
+    edge = (out["alpha"] > 0) & (out["alpha"] < 1)
+    assert edge.sum() > 50  # partial coverage along the silhouette
+    # edge pixels blend surface and white background
+    assert (out["rgb"][edge].astype(int).sum(-1) > plain["rgb"][0][plain["mask"][0]].astype(int).sum(-1).min()).all()
+    area = math.pi * (0.5 * SIZE / math.tan(math.radians(FOV) / 2) * math.tan(math.asin(RADIUS / DIST))) ** 2
+    assert abs(out["alpha"].sum() - area) / area < 0.01  # coverage integrates the true disc
+    m = (out["alpha"][0] == 1) & plain["mask"][0]
+    err = np.abs(out["depth"][0][m] - plain["depth"][0][m])
+    assert np.median(err) < 1e-3 and err.max() < 0.05  # larger only at grazing angles near the rim
+    assert np.allclose(np.linalg.norm(out["normals"][0][out["mask"][0]], axis=-1), 1, atol=1e-5)
+    with pytest.raises(InvalidRenderSettings):
+        render_mesh(sphere.vertices, sphere.faces, cams[:1], supersample=8)
+
+
 def test_batch_equals_single_renders(sphere):
     cams = orbit_cameras(3, radius=3.0)
     batch = render_mesh(sphere.vertices, sphere.faces, cams, size=48, backend="cpu")
@@ -170,3 +189,58 @@ def test_cuda_backend_clip_space_matches_pixel_convention(sphere):
         assert np.allclose(got[:, 1], 1 - (rows + 0.5) / 32 * 2, atol=1e-4)
         # the whole mesh lies between the near and far planes
         assert (np.abs(ndc[b, :n_sphere, 2]) < 1).all()
+
+
+def test_mask_matches_blender_cycles(tmp_path):
+    """End to end against Blender: our camera → Blender camera, Cycles alpha == our mask."""
+    bpy = pytest.importorskip("bpy")
+    from mathutils import Matrix
+
+    from engine.render.cameras import c2w_to_blender, fov_to_blender_lens
+
+    box = trimesh.creation.box(extents=[0.6, 0.3, 0.3])
+    box.apply_translation([0.5, 0.0, 0.2])
+    ball = trimesh.creation.icosphere(2, radius=0.3)
+    ball.apply_translation([-0.3, -0.2, -0.3])
+    mesh = trimesh.util.concatenate([box, ball])  # asymmetric: a flipped image cannot match
+    size = 64
+    scene = bpy.data.scenes.new("lf_render_test")
+    me = bpy.data.meshes.new("lf_render_test")
+    me.from_pydata(mesh.vertices.tolist(), [], mesh.faces.tolist())
+    me.update()
+    obj = bpy.data.objects.new("lf_render_test", me)
+    cam_data = bpy.data.cameras.new("lf_render_test")
+    cam_data.sensor_fit = "AUTO"
+    cam_data.lens = fov_to_blender_lens(FOV, cam_data.sensor_width)
+    cam = bpy.data.objects.new("lf_render_test_cam", cam_data)
+    try:
+        scene.collection.objects.link(obj)
+        scene.collection.objects.link(cam)
+        scene.camera = cam
+        scene.render.engine = "CYCLES"
+        scene.cycles.samples = 1
+        scene.cycles.device = "CPU"
+        scene.cycles.pixel_filter_type = "BOX"
+        scene.cycles.filter_width = 0.01  # one sample at the pixel centre, like our rays
+        scene.render.film_transparent = True
+        scene.render.resolution_x = scene.render.resolution_y = size
+        scene.render.resolution_percentage = 100
+        scene.render.image_settings.file_format = "PNG"
+        scene.render.image_settings.color_mode = "RGBA"
+        for polar, azimuth in ((1.1, 0.7), (math.pi / 2, 0.0), (2.0, -2.2)):
+            c2w = spherical_to_c2w(polar, azimuth, 3.0)
+            cam.matrix_world = Matrix(c2w_to_blender(c2w).tolist())
+            scene.render.filepath = str(tmp_path / f"view_{azimuth}.png")
+            bpy.ops.render.render(write_still=True, scene=scene.name)
+            img = bpy.data.images.load(scene.render.filepath)
+            alpha = np.array(img.pixels[:]).reshape(size, size, 4)[::-1, :, 3] > 0.5  # Blender rows start at the bottom
+            bpy.data.images.remove(img)
+            ours = render_mesh(mesh.vertices, mesh.faces, c2w, size=size, fov_deg=FOV, backend="cpu")["mask"][0]
+            iou = (alpha & ours).sum() / (alpha | ours).sum()
+            assert iou > 0.98, (polar, azimuth, iou)
+    finally:
+        bpy.data.objects.remove(obj)
+        bpy.data.objects.remove(cam)
+        bpy.data.meshes.remove(me)
+        bpy.data.cameras.remove(cam_data)
+        bpy.data.scenes.remove(scene)

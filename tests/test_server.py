@@ -290,3 +290,23 @@ def test_a_client_that_stops_reading_is_dropped_and_others_are_served(monkeypatc
         stuck.close()
     finally:
         eng.stop()
+
+
+def test_before_hello_only_small_frames_and_a_deadline(monkeypatch):
+    monkeypatch.setenv("LATENTFORGE_EXTRA_PIPELINES", EXTRA)
+    eng = InProcessEngine(short_tmp(), config={"hello_timeout_s": 0.5})
+    try:
+        s = raw_connect(eng.address, hello=False)
+        s.sendall(struct.pack("<4sHIQ", b"LFRG", 1, 16, 1 << 20))  # 1 MiB of arrays before hello
+        msg = protocol.read_message(s)
+        assert msg.get("code") == "protocol.buffer_too_large"
+        assert protocol.read_message(s) is None
+        s.close()
+        s = raw_connect(eng.address, hello=False)
+        t0 = time.monotonic()
+        assert s.recv(1) == b""  # silent peer: closed after the hello deadline
+        assert time.monotonic() - t0 < 5
+        s.close()
+        assert eng.client().ping() < 5
+    finally:
+        eng.stop()

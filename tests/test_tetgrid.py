@@ -9,7 +9,7 @@ import torch
 
 from engine.geometry.errors import BadArrayShape, BadGridResolution
 from engine.geometry.tetgrid import (apply_deformation, boundary_mask, cap_boundary, cell_size, grid_counts,
-                                    make_tet_grid)
+                                    make_tet_grid, tet_volumes)
 
 
 def _signed_volumes(verts: torch.Tensor, tets: torch.Tensor) -> torch.Tensor:
@@ -26,6 +26,7 @@ def test_counts_bounds_and_positive_orientation(r):
     assert verts.min() == -1 and verts.max() == 1
     vol = _signed_volumes(verts, tets)
     assert (vol > 0).all()
+    assert torch.allclose(tet_volumes(verts.double(), tets), vol)
     # equal volumes that tile the cube exactly
     assert torch.allclose(vol, torch.full_like(vol, 8 / (6 * r ** 3)))
     assert abs(vol.sum().item() - 8.0) < 1e-9
@@ -101,3 +102,20 @@ def test_boundary_mask_and_cap():
     assert (sdf.grad[:, ~mask] == 1).all() and (sdf.grad[:, mask] == 0).all()
     with pytest.raises(BadArrayShape):
         cap_boundary(torch.zeros(7), r)
+
+
+def test_small_deformations_keep_orientation_and_large_ones_can_invert():
+    r = 3
+    verts, tets = make_tet_grid(r)
+    gen = torch.Generator().manual_seed(0)
+    # below 1/6 of a cell per coordinate no tet can invert
+    small = apply_deformation(verts, torch.randn(4, len(verts), 3, generator=gen) * 10, r, max_fraction=0.16)
+    assert (tet_volumes(small, tets) > 0).all()
+    # worst case at the DMTet bound: the most inverting corner of each vertex's offset box
+    import itertools
+
+    signs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=3)), dtype=torch.float64)
+    combos = torch.tensor(list(itertools.product(range(8), repeat=4)))
+    corners = verts.double()[tets[0]]  # 4×3
+    moved = corners[None] + 0.45 * (2 / r) * signs[combos]  # 4096×4×3
+    assert (tet_volumes(moved.reshape(-1, 3), torch.arange(len(moved) * 4).reshape(-1, 4)) < 0).any()

@@ -25,7 +25,7 @@ class LATENTFORGE_OT_engine_start(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         prefs = preferences(context)
         if prefs.mode != "LOCAL":
-            return bpy.ops.latentforge.engine_connect()
+            return _connect(self, prefs)
         if BRIDGE.busy and BRIDGE.state in ("starting", "connecting"):
             self.report({"WARNING"}, "The engine is already starting.")
             return {"CANCELLED"}
@@ -55,14 +55,17 @@ class LATENTFORGE_OT_engine_connect(bpy.types.Operator):
     bl_options = {"REGISTER", "INTERNAL"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        prefs = preferences(context)
-        problem = prefs.check_remote()
-        if problem:
-            self.report({"ERROR"}, problem)
-            return {"CANCELLED"}
-        BRIDGE.connect(prefs.engine_settings())
-        self.report({"INFO"}, f"Connecting to {prefs.remote_address()}…")
-        return {"FINISHED"}
+        return _connect(self, preferences(context))
+
+
+def _connect(op: bpy.types.Operator, prefs) -> set[str]:
+    problem = prefs.check_remote()
+    if problem:
+        op.report({"ERROR"}, problem)
+        return {"CANCELLED"}
+    BRIDGE.connect(prefs.engine_settings())
+    op.report({"INFO"}, f"Connecting to {prefs.remote_address()}…")
+    return {"FINISHED"}
 
 
 class LATENTFORGE_OT_detect_python(bpy.types.Operator):

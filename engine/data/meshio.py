@@ -271,9 +271,20 @@ def iter_mesh_folder(root: str | Path, layout: str = "auto", y_up: bool = False)
     - ``flat``: ``<category>/<name>.<ext>``, and files directly in ``root`` with the root
       folder's name as category; id = file stem.
     - ``auto``: :func:`detect_layout`.
-    ``y_up`` is carried by every entry for its ``load()``.
+    ``y_up`` is carried by every entry for its ``load()``. Ids are unique within a
+    category: a clash (``a.obj`` next to ``a.ply``) gets a numbered suffix.
     """
-    root = Path(root)
+    seen: set[tuple[str, str]] = set()
+    for entry in _walk(Path(root), layout, y_up):
+        sid, k = entry.shape_id, 1
+        while (entry.category, sid) in seen:
+            k += 1
+            sid = f"{entry.shape_id}-{k}"
+        seen.add((entry.category, sid))
+        yield entry if sid == entry.shape_id else MeshEntry(entry.category, sid, entry.path, y_up)
+
+
+def _walk(root: Path, layout: str, y_up: bool) -> Iterator[MeshEntry]:
     if not root.is_dir():
         raise MeshUnreadable(f"{root} is not a folder.", "Pass the folder that holds the category folders.")
     if layout not in LAYOUTS:

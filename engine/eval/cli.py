@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also evaluate each category present in both folders (<category>/ subfolders)")
     p.add_argument("--seed", type=int, default=0, help="seed of surface sampling and EMD subsets")
     p.add_argument("--device", default="cpu", help="device for Chamfer distances (cpu, cuda, auto)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes for EMD (default 1; use the idle cores of a bigger machine)")
     p.add_argument("--max-file-mb", type=float, default=1024.0, help="skip files larger than this")
     p.add_argument("--out", help="also write the JSON to this file")
     p.set_defaults(func=_points)
@@ -81,7 +83,7 @@ def _points(args: argparse.Namespace) -> int:
                             max_file_mb=args.max_file_mb, progress=True)
     kwargs = dict(normalize=args.normalize, emd_points=args.emd_points or None,
                   use_emd=not args.no_emd, seed=args.seed, device=_resolve_device(args.device),
-                  progress=True)
+                  workers=args.workers, progress=True)
     result: dict[str, Any] = compute_all_metrics(gen.points, ref.points, **kwargs)
     if args.per_category:
         common = sorted({c for c in gen.categories if c} & {c for c in ref.categories if c})

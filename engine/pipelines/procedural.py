@@ -198,6 +198,7 @@ class ProceduralPipeline:
         from engine.data.procedural import generate_shape
 
         plan = self._plan(task, params)
+        ctx.progress("generate", 0, len(plan))
         results = []
         for i, entry in enumerate(plan):
             ctx.check_cancelled()

@@ -50,10 +50,20 @@ def cast(vertices: np.ndarray, faces: np.ndarray, c2w: np.ndarray, size: int, fo
     mesh = trimesh.Trimesh(vertices, faces, process=False, validate=False)
     origins, dirs = camera_rays(c2w, size, fov_deg)
     shape = dirs.shape[:-1]
-    tri_ids, ray_ids, locations = _intersector(mesh).intersects_id(
-        origins.reshape(-1, 3), dirs.reshape(-1, 3), multiple_hits=False, return_locations=True)
-    tri = np.full(int(np.prod(shape)), -1, dtype=np.int64)
+    o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+    # first-hit ids only (about twice as fast as asking trimesh for locations too); the
+    # hit points come from intersecting each ray with its triangle's plane, in float64
+    tri = np.asarray(_intersector(mesh).intersects_first(o, d), dtype=np.int64)
+    hit = np.nonzero(tri >= 0)[0]
+    corner = vertices[faces[tri[hit], 0]]
+    normal = np.cross(vertices[faces[tri[hit], 1]] - corner, vertices[faces[tri[hit], 2]] - corner)
+    denom = np.einsum("ij,ij->i", normal, d[hit])
+    t = np.einsum("ij,ij->i", normal, corner - o[hit]) / np.where(denom == 0, 1.0, denom)
+    # a ray grazing its triangle edge-on: take the ray point nearest to the triangle instead
+    grazing = np.abs(denom) <= 1e-12 * np.linalg.norm(normal, axis=1)
+    if grazing.any():
+        centroid = vertices[faces[tri[hit[grazing]]]].mean(axis=1)
+        t[grazing] = np.einsum("ij,ij->i", centroid - o[hit[grazing]], d[hit[grazing]])
     points = np.zeros((tri.size, 3))
-    tri[ray_ids] = tri_ids
-    points[ray_ids] = locations
+    points[hit] = o[hit] + t[:, None] * d[hit]
     return Hits(tri=tri.reshape(shape), points=points.reshape(shape + (3,)))

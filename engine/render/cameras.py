@@ -119,7 +119,8 @@ def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return m.astype(np.float32)
 
 
-def _check_c2w(c2w) -> np.ndarray:
+def check_c2w(c2w) -> np.ndarray:
+    """Validate camera matrices (``4 × 4`` or ``... × 4 × 4``, finite); float64 copy-free view."""
     m = _as_array(c2w)
     if m.shape[-2:] != (4, 4):
         raise InvalidCamera(f"A camera matrix must be 4×4 (or B×4×4), got shape {m.shape}.")
@@ -135,7 +136,7 @@ def c2w_to_blender(c2w) -> np.ndarray:
     checks the rotation is orthonormal and right-handed. ``4 × 4`` or ``B × 4 × 4``
     float64 (Blender's ``mathutils.Matrix`` takes it row by row: ``Matrix(m.tolist())``).
     """
-    m = _check_c2w(c2w)
+    m = check_c2w(c2w)
     rot = m[..., :3, :3]
     eye = np.eye(3)
     if not np.allclose(np.swapaxes(rot, -1, -2) @ rot, eye, atol=1e-4) or (np.linalg.det(rot) < 0).any():
@@ -148,7 +149,7 @@ def blender_to_c2w(matrix_world) -> np.ndarray:
 
     Any object scale in the Blender matrix is divided out of the rotation columns.
     """
-    m = _check_c2w(matrix_world).copy()
+    m = check_c2w(matrix_world).copy()
     scale = np.linalg.norm(m[..., :3, :3], axis=-2, keepdims=True)
     if (scale < 1e-12).any():
         raise InvalidCamera("The Blender camera has zero scale on an axis.")
@@ -158,7 +159,7 @@ def blender_to_c2w(matrix_world) -> np.ndarray:
 
 def c2w_to_opencv(c2w) -> np.ndarray:
     """OpenCV-style c2w (camera looks down +Z, image +Y down): flips local Y and Z."""
-    m = _check_c2w(c2w).copy()
+    m = check_c2w(c2w).copy()
     m[..., :3, 1:3] *= -1
     return m.astype(np.float32)
 

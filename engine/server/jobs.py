@@ -41,6 +41,7 @@ from engine.server.store import FINAL_STATES, Store, StoredResult
 log = logging.getLogger(__name__)
 
 STOPPED_REASON = "engine stopped while the job was running"
+MAX_PRIORITY = 1_000_000
 EventSink = Callable[[str, dict, "Mapping[str, np.ndarray] | None"], None]
 # Array names and dtypes each result kind must carry (optional ones are checked when present).
 _REQUIRED = {"mesh": {"vertices": np.float32, "faces": np.int32},
@@ -257,7 +258,12 @@ class JobManager:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Cancel queued and running jobs, wait (up to ``timeout``) for the worker to end."""
+        """Cancel queued and running jobs, wait (up to ``timeout``) for the worker to end.
+
+        Before ``start_worker`` nothing has run: queued jobs are left queued for the next start.
+        """
+        if self._thread is None:
+            return
         with self._lock:
             self._stopping = True
             queued = [j for j in self._active.values() if j.state == "queued"]
@@ -287,6 +293,8 @@ class JobManager:
                  ) -> tuple[dict[str, Any], dict[str, Any], Pipeline]:
         """Check a spec and let its pipeline normalize the params; return (spec, params, pipeline)."""
         spec = protocol.check_spec(spec)
+        if not -MAX_PRIORITY <= spec["priority"] <= MAX_PRIORITY:
+            raise InvalidRequest(f"'priority' must be between {-MAX_PRIORITY} and {MAX_PRIORITY}.")
         pipeline = registry.get_pipeline(spec["model"])
         registry.check_task(pipeline, spec["task"])
         params = dict(spec["params"])
@@ -318,8 +326,14 @@ class JobManager:
         job = Job(job_id, spec["task"], spec["model"], spec["priority"], seq, stored_spec, params,
                   pipeline, created)
         with self._lock:
-            self._push(job)
-            return job_id, self._position(job)
+            stopping = self._stopping
+            if not stopping:
+                self._push(job)
+                return job_id, self._position(job)
+        # stop() ran while this job was being recorded: it gets the same fate as the queued ones.
+        self.store.set_state(job_id, "cancelled", reason="engine shut down")
+        self.sink(job_id, protocol.cancelled_event(job_id), None)
+        return job_id, 0
 
     def cancel(self, job_id: str, reason: str = "cancelled by a client") -> str:
         """Cancel a job; return its state at this moment (a queued job is cancelled at once)."""

@@ -31,7 +31,6 @@ import logging
 import os
 import socket
 import stat
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ from engine.server.store import Store
 log = logging.getLogger(__name__)
 
 SERVER_NAME = f"latentforge {__version__}"
+PREAUTH_MAX_BYTES = 64 << 10  # header and buffer limit before a successful hello
 
 
 @dataclass
@@ -68,6 +68,7 @@ class ServerConfig:
     max_queued_previews: int = 4
     reply_soft_bytes: int = 64 << 20     # replies wait while more than this is queued
     flush_timeout_s: float = 2.0
+    hello_timeout_s: float = 30.0       # a connection must say hello within this
 
 
 @dataclass
@@ -259,17 +260,17 @@ class EngineServer:
     # ---- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> str:
-        """Start jobs and listen; return the ready line's address part."""
+        """Bind, recover and start jobs, then accept connections; return the ready line's address part.
+
+        The socket is bound first (so a bad or busy address fails before anything is
+        touched) but accepts only once re-queued jobs are known to the loop.
+        """
         self._loop = asyncio.get_running_loop()
         self.manager.sink = self._sink
-        requeued = await self._loop.run_in_executor(None, self.manager.recover)
-        for job_id in requeued:  # known to the loop before the worker can emit their events
-            self.live.setdefault(job_id, LiveJob())
-        self.manager.start_worker()
-        self.models = await self._loop.run_in_executor(None, registry.list_models)
         cfg = self.config
         if cfg.host is not None:
             addr.check_host(cfg.host, cfg.allow_remote)
+            self._server = await asyncio.start_server(self._handle, cfg.host, cfg.port, start_serving=False)
             token_path = Path(cfg.token_path) if cfg.token_path else addr.default_token_path(self.store.data_dir)
             if cfg.token_path is None:
                 addr.ensure_private_dir(token_path.parent)
@@ -277,25 +278,32 @@ class EngineServer:
                 token_path.parent.mkdir(parents=True, mode=0o700)
             self.token = addr.write_token(token_path)
             self.token_path = token_path
-            self._server = await asyncio.start_server(self._handle, cfg.host, cfg.port)
             port = self._server.sockets[0].getsockname()[1]
             self.address = addr.Address("tcp", host=cfg.host, port=port)
-            return f"{self.address.url()} token-file={token_path}"
-        path = Path(cfg.socket_path or addr.default_socket_path(self.store.data_dir))
-        addr.check_socket_path(path)
-        if cfg.private_socket_dir:
-            addr.ensure_private_dir(path.parent)
-        elif not path.parent.exists():
-            path.parent.mkdir(parents=True, mode=0o700)
-        _remove_stale_socket(path)
-        old = os.umask(0o177)  # the socket is born 0600, never briefly world-connectable
-        try:
-            self._server = await asyncio.start_unix_server(self._handle, path=str(path))
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-        self.address = addr.Address("unix", path=str(path))
-        return self.address.url()
+            where = f"{self.address.url()} token-file={token_path}"
+        else:
+            path = Path(cfg.socket_path or addr.default_socket_path(self.store.data_dir))
+            addr.check_socket_path(path)
+            if cfg.private_socket_dir:
+                addr.ensure_private_dir(path.parent)
+            elif not path.parent.exists():
+                path.parent.mkdir(parents=True, mode=0o700)
+            _remove_stale_socket(path)
+            old = os.umask(0o177)  # the socket is born 0600, never briefly world-connectable
+            try:
+                self._server = await asyncio.start_unix_server(self._handle, path=str(path), start_serving=False)
+            finally:
+                os.umask(old)
+            os.chmod(path, 0o600)
+            self.address = addr.Address("unix", path=str(path))
+            where = self.address.url()
+        requeued = await self._loop.run_in_executor(None, self.manager.recover)
+        for job_id in requeued:  # known to the loop before the worker can emit their events
+            self.live.setdefault(job_id, LiveJob())
+        self.manager.start_worker()
+        self.models = await self._loop.run_in_executor(None, registry.list_models)
+        await self._server.start_serving()
+        return where
 
     def request_stop(self) -> None:
         """Ask ``serve_forever`` to stop (thread-safe via the loop, or from a signal handler)."""
@@ -373,7 +381,17 @@ class EngineServer:
         try:
             while not conn.closed and not self._stopped:
                 try:
-                    msg = await protocol.read_message_async(reader)
+                    if conn.authed:
+                        msg = await protocol.read_message_async(reader)
+                    else:
+                        # Before hello, small frames only and a deadline: an unauthenticated
+                        # peer must not make the engine allocate or wait much.
+                        msg = await asyncio.wait_for(protocol.read_message_async(
+                            reader, max_header=PREAUTH_MAX_BYTES, max_buffer=PREAUTH_MAX_BYTES),
+                            self.config.hello_timeout_s)
+                except asyncio.TimeoutError:
+                    log.info("%s sent no hello within %.0f s: closing", conn, self.config.hello_timeout_s)
+                    break
                 except ProtocolError as exc:
                     self.stats["protocol_errors"] += 1
                     log.info("%s sent a bad frame: %s", conn, exc)

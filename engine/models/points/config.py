@@ -26,6 +26,7 @@ class VAEConfig:
     dec_heads: int = 4
     patch_dim: int = 2              # dimension of the random patch coordinate each output point folds from
     max_offset: float = 0.25        # largest offset of an output point from its latent point
+    min_xyz_std: float = 0.012      # floor of the posterior std of latent xyz: the decoder must tolerate prior errors
 
 
 @dataclass

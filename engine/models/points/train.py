@@ -68,6 +68,21 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _agree_to_stop(stop: bool, device: str) -> bool:
+    """Under DDP every rank must leave the loop at the same step (wall-clock budgets differ
+    slightly per rank): stop when any rank wants to."""
+    if _world() == 1:
+        return stop
+    import torch.distributed as dist
+    flag = torch.tensor([1.0 if stop else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
+
+
 def _ddp_wrap(module: torch.nn.Module) -> torch.nn.Module:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
@@ -158,7 +173,7 @@ class Trainer:
         # t0 counts the wall time of earlier runs too, so budgets and the schedule survive resumes.
         t0, last_ckpt = time.time() - elapsed, time.time()
         bar = tqdm(total=t.vae_iters, initial=step, desc="vae", disable=_rank() != 0, mininterval=10)
-        while step < t.vae_iters and (time.time() - t0) / 60 < t.vae_minutes:
+        while not _agree_to_stop(step >= t.vae_iters or (time.time() - t0) / 60 >= t.vae_minutes, self.device):
             # Cosine decay over whichever budget (steps or minutes) runs out first.
             frac = min(1.0, max(step / t.vae_iters, (time.time() - t0) / 60 / t.vae_minutes))
             lr = float(t.vae_lr * min(1.0, (step + 1) / t.lr_warmup) * (0.5 * (1 + np.cos(np.pi * frac)) * 0.9 + 0.1))
@@ -261,8 +276,8 @@ class Trainer:
         n = lat["z_mu"].shape[0]
         t0, last_ckpt = time.time() - elapsed, time.time()
         bar = tqdm(total=t.prior_iters, initial=step, desc="priors", disable=_rank() != 0, mininterval=10)
-        gen = torch.Generator(device=dev).manual_seed(t.seed + 17 + step)
-        while step < t.prior_iters and (time.time() - t0) / 60 < t.prior_minutes:
+        gen = torch.Generator(device=dev).manual_seed(t.seed + 17 + step + 1000003 * _rank())
+        while not _agree_to_stop(step >= t.prior_iters or (time.time() - t0) / 60 >= t.prior_minutes, dev):
             lr = float(t.prior_lr * min(1.0, (step + 1) / 500))
             for gparam in opt.param_groups:
                 gparam["lr"] = lr

@@ -15,6 +15,8 @@ can be drawn; their density follows the latent points (uniform by farthest point
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -63,7 +65,11 @@ class PointEncoder(nn.Module):
         h_mu, h_lv = p.chunk(2, -1)
         # The xyz part stays near its centre: the latent points are a coarse copy of the shape.
         h_mu = torch.cat([centres + 0.05 * torch.tanh(h_mu[..., :3]), h_mu[..., 3:]], -1)
-        return {"z_mu": z_mu, "z_logvar": z_lv.clamp(-12, 4), "h_mu": h_mu, "h_logvar": h_lv.clamp(-12, 4)}
+        # Without a floor the Chamfer loss drives the xyz variance to ~0 and the decoder then
+        # reproduces every error of the point prior; with it, it learns to clean them up.
+        floor = 2.0 * math.log(cfg.min_xyz_std) if cfg.min_xyz_std > 0 else -12.0
+        h_lv = torch.cat([h_lv[..., :3].clamp(floor, 4), h_lv[..., 3:].clamp(-12, 4)], -1)
+        return {"z_mu": z_mu, "z_logvar": z_lv.clamp(-12, 4), "h_mu": h_mu, "h_logvar": h_lv}
 
 
 class PointDecoder(nn.Module):
