@@ -205,8 +205,12 @@ class Bridge:
         self._post(self._set_state, "connecting", None)
         client = lf_client.EngineClient(address, token=settings.token or None,
                                         token_file=settings.token_file or None, client_name=CLIENT_NAME)
-        welcome = client.connect(timeout=10.0)
-        models = client.models()
+        try:
+            welcome = client.connect(timeout=10.0)
+            models = client.models()
+        except BaseException:
+            client.close()  # a half-open client would keep reconnecting in the background
+            raise
         self.client = client
         self._post(self._on_connected, address, welcome, models, owned)
 

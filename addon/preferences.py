@@ -1,7 +1,5 @@
 """Add-on preferences: how to reach the engine (start a local one, or connect to a running one)."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 

@@ -1,7 +1,5 @@
 """Property groups holding each panel's settings (stored per scene, saved with the file)."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)

@@ -273,6 +273,7 @@ def _copy_transform(src: bpy.types.Object, obj: bpy.types.Object) -> None:
     """Same parent and transform channels (exact values, not a decomposed matrix), same animation."""
     obj.parent = src.parent
     obj.parent_type = src.parent_type
+    obj.parent_bone = src.parent_bone
     obj.matrix_parent_inverse = src.matrix_parent_inverse.copy()
     obj.rotation_mode = src.rotation_mode
     for attr in ("location", "rotation_euler", "rotation_quaternion", "rotation_axis_angle", "scale",

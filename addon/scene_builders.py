@@ -155,31 +155,39 @@ def pointclouds_supported() -> bool:
 
 
 def _points_node_group() -> bpy.types.NodeTree:
-    """Geometry Nodes group: Mesh to Points with a radius input (shared by every points object)."""
+    """Geometry Nodes group: Mesh to Points, then Set Material (radius and material are inputs)."""
     group = bpy.data.node_groups.get(_POINTS_GROUP)
-    if group is not None:
+    if group is not None and "Material" in group.interface.items_tree:
         return group
     group = bpy.data.node_groups.new(_POINTS_GROUP, "GeometryNodeTree")
     group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
     radius = group.interface.new_socket("Radius", in_out="INPUT", socket_type="NodeSocketFloat")
     radius.default_value = POINT_RADIUS
     radius.min_value = 0.0
+    group.interface.new_socket("Material", in_out="INPUT", socket_type="NodeSocketMaterial")
     group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     g_in = group.nodes.new("NodeGroupInput")
     g_out = group.nodes.new("NodeGroupOutput")
     to_points = group.nodes.new("GeometryNodeMeshToPoints")
-    g_in.location, to_points.location, g_out.location = (-300, 0), (0, 0), (300, 0)
+    set_mat = group.nodes.new("GeometryNodeSetMaterial")
+    g_in.location, to_points.location, set_mat.location, g_out.location = (-300, 0), (0, 0), (200, 0), (400, 0)
     group.links.new(g_in.outputs["Geometry"], to_points.inputs["Mesh"])
     group.links.new(g_in.outputs["Radius"], to_points.inputs["Radius"])
-    group.links.new(to_points.outputs["Points"], g_out.inputs["Geometry"])
+    group.links.new(to_points.outputs["Points"], set_mat.inputs["Geometry"])
+    group.links.new(g_in.outputs["Material"], set_mat.inputs["Material"])
+    group.links.new(set_mat.outputs["Geometry"], g_out.inputs["Geometry"])
     return group
 
 
 def _set_points_modifier(obj: bpy.types.Object, radius: float) -> None:
     mod = obj.modifiers.get("Latentforge Points") or obj.modifiers.new("Latentforge Points", "NODES")
     mod.node_group = _points_node_group()
-    key = mod.node_group.interface.items_tree["Radius"].identifier
-    mod[key] = float(radius)
+    items = mod.node_group.interface.items_tree
+    mod[items["Radius"].identifier] = float(radius)
+    materials = getattr(obj.data, "materials", None)
+    if materials and materials[0] is not None:
+        # Mesh to Points drops face materials: hand the data's first material to Set Material.
+        mod[items["Material"].identifier] = materials[0]
 
 
 def _new_pointcloud(name: str, points: np.ndarray, radius: float) -> bpy.types.PointCloud:

@@ -109,13 +109,13 @@ def check_archive(zip_path: Path) -> list[str]:
     return names
 
 
-def build(out_dir: Path, tool: Path | None = None) -> dict:
+def build(out_dir: Path, tool: Path | None = None, stage_dir: Path | None = None) -> dict:
     """Build and check the extension; return a summary dict."""
     manifest = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
     version = manifest["version"]
     tool = tool or find_blender_ext()
     link_engine_modules()
-    src = stage(REPO / "build" / "extension")
+    src = stage(stage_dir or REPO / "build" / "extension")
     check_sources(src)
     tags = tool.parents[3] / "modules" / "_bpy_internal" / "extensions" / "tags.py"
     tag_args = [f"--valid-tags={tags}"] if tags.is_file() else []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
+import shutil
 import socket
 import tempfile
 import threading
@@ -21,8 +23,10 @@ from engine.server.store import Store
 
 
 def short_tmp() -> Path:
-    """A short temporary directory (Unix socket paths are limited to ~100 bytes)."""
-    return Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
+    """A short temporary directory (Unix socket paths are limited to ~100 bytes), removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix="lf-test-", dir="/tmp"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 class InProcessEngine:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import signal
 import subprocess
@@ -52,7 +51,7 @@ def _load_script(name: str):
 def ext_zip(tmp_path_factory) -> Path:
     """The extension built by scripts/build_extension.py (Blender's own builder)."""
     build = _load_script("build_extension")
-    summary = build.build(tmp_path_factory.mktemp("dist"))
+    summary = build.build(tmp_path_factory.mktemp("dist"), stage_dir=tmp_path_factory.mktemp("stage"))
     return Path(summary["zip"])
 
 
@@ -88,12 +87,18 @@ def bridge(lf, tmp_path_factory):
 @pytest.fixture(scope="module")
 def plugged(lf, bridge):
     """Restart the engine (Restart button) with the refine/views test pipelines plugged in."""
+    saved = {k: os.environ.get(k) for k in ("LATENTFORGE_EXTRA_PIPELINES", "PYTHONPATH")}
     os.environ["LATENTFORGE_EXTRA_PIPELINES"] = TEST_PIPELINES
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), saved["PYTHONPATH"]]))
     assert bpy.ops.latentforge.engine_start(restart=True) == {"FINISHED"}
     assert run_timers(lf, lambda: bridge.state == "connected" and not bridge.busy
                       and any(m["name"] == "smooth_test" for m in bridge.models), 120), bridge.problem
-    return bridge
+    yield bridge
+    for key, value in saved.items():  # other modules' engines must not see the test pipelines
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def run_timers(lf, until, timeout: float = 60.0, every=None) -> bool:
@@ -429,6 +434,24 @@ def test_live_preview_updates_in_place_while_streaming(lf, plugged):
     stats = bridge.tick_stats.summary()
     print("tick stats while streaming previews:", json.dumps(stats))
     assert stats["preview"]["ticks"] >= 3
+
+
+def test_final_insertion_is_one_undo_step(lf, plugged):
+    bridge = plugged
+    bpy.ops.ed.undo_push(message="before the job")
+    names_before = {o.name for o in bpy.data.objects}
+    spec = {"task": "generate", "model": "slow", "priority": 0,
+            "params": {"steps": 12, "delay": 0.05, "n_points": 512, "count": 2}}
+    job = bridge.submit(lf.jobs.Job("generate", spec, "slow: undo", context={"cursor": (0.0, -6.0, 0.0)}))
+    had_preview = []
+    wait_jobs(lf, bridge, [job], timeout=60, every=lambda: had_preview.append(bool(preview_objects(lf))))
+    assert job.state == "finished" and any(had_preview)
+    created = set(job.objects)
+    assert len(created) == 2 and {o.name for o in bpy.data.objects} == names_before | created
+    assert bpy.ops.ed.undo() == {"FINISHED"}  # one step takes the whole insertion back...
+    assert {o.name for o in bpy.data.objects} == names_before  # ...and no preview reappears
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert {o.name for o in bpy.data.objects} == names_before | created
 
 
 def test_views_from_object_planes_and_cameras(lf, plugged):

@@ -135,3 +135,29 @@ def test_prune_command_applies_the_policy(tmp_path, capsys):
     assert cmd_prune(args) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["pruned_jobs"] == 1 and stats["removed_files"] == 1
+
+
+def test_export_writes_every_kind_and_refuses_what_a_format_cannot_hold(tmp_path):
+    from PIL import Image
+
+    from engine.server.export import UnsupportedFormat, write_result
+
+    box = trimesh.creation.box()
+    mesh = {"vertices": box.vertices.astype(np.float32), "faces": box.faces.astype(np.int32),
+            "normals": box.vertex_normals.astype(np.float32)}
+    for fmt in ("ply", "obj", "glb"):
+        (path,) = write_result(tmp_path, 0, "mesh", mesh, {"category": "chair"}, fmt)
+        assert path.name == f"chair_000.{fmt}"
+        assert len(trimesh.load(path, force="mesh").faces) == 12
+    (path,) = write_result(tmp_path, 1, "mesh", mesh, {}, "npz")
+    with np.load(path, allow_pickle=False) as npz:
+        assert npz["faces"].tobytes() == mesh["faces"].tobytes()
+    pts = {"points": np.random.default_rng(0).standard_normal((100, 3)).astype(np.float32)}
+    (path,) = write_result(tmp_path, 2, "points", pts, {"category": "a/b c"}, "ply")
+    assert path.name == "a_b_c_002.ply" and len(trimesh.load(path).vertices) == 100
+    with pytest.raises(UnsupportedFormat):
+        write_result(tmp_path, 2, "points", pts, {}, "glb")
+    images = {"images": np.zeros((2, 8, 8, 4), np.uint8), "poses": np.tile(np.eye(4, dtype=np.float32), (2, 1, 1))}
+    paths = write_result(tmp_path, 3, "images", images, {}, "ply")
+    assert [p.suffix for p in paths] == [".png", ".png", ".npz"]
+    assert Image.open(paths[0]).size == (8, 8)

@@ -57,6 +57,10 @@ def test_build_writes_every_file_with_documented_contents(tiny_dataset):
         assert d["c2w"].shape == (4, 4, 4) and int(d["n_fixed"]) == 2
         alpha = d["rgba"][..., 3]
         assert set(np.unique(alpha)) <= {0, 255} and (alpha == 255).any()
+        # tight framing: the shape fills much of the view and is never cut by the border
+        border = np.concatenate([alpha[:, 0], alpha[:, -1], alpha[:, :, 0], alpha[:, :, -1]], axis=1)
+        assert not border.any()
+        assert (alpha[:2] == 255).mean() > 0.1
         np.testing.assert_allclose(d["azimuth"][:2], [0.0, np.pi], atol=1e-6)
 
     index = json.loads((root / "index.json").read_text())
@@ -166,3 +170,34 @@ def test_export_y_up_and_bad_format(tmp_path):
     assert cli_main(["dataset", "export", "--out", str(tmp_path / "e"), "--per-category", "1", "--categories",
                      "vase", "--format", "obj", "--no-progress"]) == 0
     assert (tmp_path / "e" / "vase" / "vase-2000000.obj").is_file()
+
+
+def test_folder_tasks_take_the_split_from_modelnet_folders(tmp_path, meshes_dir):
+    for split in ("train", "test"):
+        (tmp_path / "mn" / "ball" / split).mkdir(parents=True)
+        shutil.copy(meshes_dir / "ballA.off", tmp_path / "mn" / "ball" / split / f"ball_{split}.off")
+    tasks = folder_tasks(tmp_path / "mn")
+    assert sorted((t.split, t.shape_id) for t in tasks) == [("test", "ball_test"), ("train", "ball_train")]
+    assert {t.split for t in folder_tasks(tmp_path / "mn", split="val")} == {"val"}
+    assert folder_tasks(tmp_path / "mn", categories=["other"]) == []
+
+
+def test_interrupted_build_still_indexes_finished_shapes(tmp_path, monkeypatch):
+    import engine.data.dataset as ds
+
+    real = ds.build_shape
+    calls = []
+
+    def build_then_interrupt(task, *args):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(task)
+        return real(task, *args)
+
+    monkeypatch.setattr(ds, "build_shape", build_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(tmp_path, procedural_tasks("train", ["bottle"], 3), TINY, progress=False)
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["counts"] == {"train": {"bottle": 1}}
+    monkeypatch.setattr(ds, "build_shape", real)
+    assert build_dataset(tmp_path, procedural_tasks("train", ["bottle"], 3), TINY, progress=False).built == 2

@@ -94,6 +94,20 @@ def test_folder_layouts_give_ids_and_categories(tmp_path: Path):
     flat.mkdir()
     np.savez(flat / "a.npz", points=np.random.rand(500, 3))
     assert [(f.shape_id, f.category) for f in find_shape_files(flat)] == [("a", None)]
+    # Batches S×N×3 in one file (the points model's --samples-out): category from the name.
+    batches = tmp_path / "batches"
+    batches.mkdir()
+    chairs = np.random.rand(3, 2048, 3)
+    chairs[1, 5] = np.nan
+    np.savez(batches / "chair.npz", points=chairs)
+    np.savez(batches / "table.npz", points=np.random.rand(2, 1000, 3))
+    folder = read_point_folder(batches, 512)
+    assert folder.ids == ["chair/0", "chair/2", "table/0", "table/1"]
+    assert folder.categories == ["chair", "chair", "table", "table"]
+    assert folder.points.shape == (4, 512, 3)
+    assert folder.skipped["chair/1"]["code"] == "eval.nonfinite"
+    with pytest.raises(UnreadableShapeFile):
+        read_points(batches / "chair.npz", 512)
     with pytest.raises(NoShapes):
         read_point_folder(tmp_path / "missing")
     (tmp_path / "bad").mkdir()
@@ -140,6 +154,11 @@ def test_eval_points_errors_are_reported_not_raised(tmp_path: Path, capsys):
     code, _, err = _run(["eval", "points", "--generated", str(flat), "--reference", str(flat),
                          "--n-points", "256", "--per-category"], capsys)
     assert code == 1 and "eval.no_common_categories" in err
+    import torch
+    if not torch.cuda.is_available():
+        code, _, err = _run(["eval", "points", "--generated", str(flat), "--reference", str(flat),
+                             "--n-points", "256", "--device", "cuda"], capsys)
+        assert code == 1 and "device.unavailable" in err
 
 
 def test_eval_classify_scores_folder_names(tmp_path: Path, capsys):

@@ -267,3 +267,25 @@ def test_cuda_matches_cpu(grid):
     for (vc, fc), (vg, fg) in zip(cpu, gpu):
         assert torch.equal(fc, fg.cpu())
         assert torch.allclose(vc, vg.cpu(), atol=1e-5)
+
+
+def test_extract_meshes_closes_cut_shapes_and_applies_deformation():
+    from engine.geometry.marching_tets import extract_meshes
+
+    r = 16
+    verts, _ = make_tet_grid(r)
+    # a sphere of radius 1.2 is cut by the cube: capped, it becomes a closed rounded cube
+    sdf = torch.stack([sphere_sdf(verts, 1.2), sphere_sdf(verts, 0.61)])
+    closed = extract_meshes(sdf, r)
+    for v, f in closed:
+        topo = topology(v.numpy(), f.numpy())
+        assert topo["closed_manifold"] and topo["consistent"] and topo["euler"] == 2
+    (v_open, f_open), = extract_meshes(sdf[0], r, close=False)
+    assert not topology(v_open.numpy(), f_open.numpy())["closed_manifold"]
+    deform = torch.zeros(2, len(verts), 3, requires_grad=True)
+    moved = extract_meshes(sdf, r, deform=deform)
+    assert torch.allclose(moved[1][0], closed[1][0])
+    moved[1][0].sum().backward()
+    assert deform.grad.abs().sum() > 0
+    with pytest.raises(BadArrayShape):
+        extract_meshes(sdf, r + 1)

@@ -174,3 +174,17 @@ def test_scan_folder_never_raises_and_counts_skips(tmp_path, meshes_dir):
     assert reasons["points_emptyface.ply"] == "mesh.empty"
     assert reasons["bad.stl"].startswith("mesh.")
     assert all(s["reason"] for s in skipped)
+
+
+def test_gltf_with_external_buffer(tmp_path):
+    from engine.data.procedural import generate_shape
+
+    ref = generate_shape("mug", 0).mesh
+    files = ref.export(file_type="gltf")  # {"model.gltf": json, "gltf_buffer_*.bin": data}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    path = tmp_path / "model.gltf"
+    assert peek_face_count(path) == len(ref.faces)
+    mesh = load_mesh(path)
+    assert len(mesh.faces) == len(ref.faces) and mesh.is_watertight
+    np.testing.assert_allclose(mesh.bounds, ref.bounds, atol=1e-5)

@@ -215,7 +215,6 @@ def test_psnr_and_ssim_known_values():
 
 
 def test_pairwise_emd_in_worker_processes_matches_serial():
-    x = torch.rand(3, 32, 3)
-    y = torch.rand(2, 32, 3)
-    assert torch.equal(pairwise_emd(x, y, workers=2), pairwise_emd(x, y))
+    x = torch.rand(4, 32, 3)
+    # Symmetric case: rows of different lengths (upper triangle) come back in place.
     assert torch.equal(pairwise_emd(x, workers=2), pairwise_emd(x))

@@ -116,13 +116,19 @@ def test_supersampling_antialiases_and_keeps_geometry(sphere, sphere_views):
         render_mesh(sphere.vertices, sphere.faces, cams[:1], supersample=8)
 
 
-def test_batch_equals_single_renders(sphere):
+def test_batch_equals_single_renders(sphere, monkeypatch):
+    from engine.render import renderer
+
     cams = orbit_cameras(3, radius=3.0)
     batch = render_mesh(sphere.vertices, sphere.faces, cams, size=48, backend="cpu")
     for i in range(3):
         one = render_mesh(sphere.vertices, sphere.faces, cams[i], size=48, backend="cpu")
         for key in batch:
             assert np.array_equal(batch[key][i], one[key][0])
+    monkeypatch.setattr(renderer, "_RAYS_PER_CALL", 2 * 48 * 48)  # two cameras per backend call
+    chunked = render_mesh(sphere.vertices, sphere.faces, cams, size=48, backend="cpu")
+    for key in batch:
+        assert np.array_equal(batch[key], chunked[key])
 
 
 def test_bad_settings_raise_typed_errors(sphere):

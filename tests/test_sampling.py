@@ -53,6 +53,11 @@ def test_zero_area_and_bad_meshes_raise():
         sample_surface(np.zeros((0, 3)), np.zeros((0, 3), dtype=int), 10)
     with pytest.raises(NonFiniteGeometry):
         sample_surface(np.array([[0, 0, 0], [1, 0, 0], [0, np.nan, 0]]), np.array([[0, 1, 2]]), 10)
+    box = trimesh.creation.box()
+    with pytest.raises(BadArrayShape):
+        sample_surface(box.vertices, box.faces, -1)
+    pts, nrm = sample_surface(box.vertices, box.faces, 0)
+    assert pts.shape == (0, 3) and nrm.shape == (0, 3)
 
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])

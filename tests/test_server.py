@@ -310,3 +310,45 @@ def test_before_hello_only_small_frames_and_a_deadline(monkeypatch):
         assert eng.client().ping() < 5
     finally:
         eng.stop()
+
+
+def test_a_client_that_reads_late_gets_coalesced_progress_fewer_previews_and_every_result(monkeypatch):
+    monkeypatch.setenv("LATENTFORGE_EXTRA_PIPELINES", EXTRA)
+    eng = InProcessEngine(short_tmp(), preview_hz=1000)
+    try:
+        s = raw_connect(eng.address)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        protocol.send_message(s, protocol.submit_request(2, slow(steps=150, delay=0.002, count=3,
+                                                                  n_points=20000)))
+        accepted = protocol.read_message(s)
+        assert accepted.op == "accepted"
+        job_id = accepted.job_id
+        deadline = time.monotonic() + 30
+        while eng.store.job(job_id)["state"] != "finished" and time.monotonic() < deadline:
+            time.sleep(0.05)  # not reading meanwhile
+        ops = []
+        while True:
+            msg = protocol.read_message(s)
+            ops.append(msg.op)
+            if msg.op == "result" and msg.get("final"):
+                break
+        assert ops.count("result") == 3
+        assert ops.count("progress") < 100  # newer progress replaced unsent ones
+        assert 1 <= ops.count("preview") < 100  # older previews dropped, never results
+        s.close()
+    finally:
+        eng.stop()
+
+
+def test_pruned_results_are_refused_cleanly(engine):
+    c = engine.client()
+    job_id = c.submit({"task": "generate", "model": "procedural", "params": {"category": "chair", "seed": 1}})
+    wait_for(c.events, is_terminal(job_id))
+    stats = engine.store.prune(max_age_s=0, now=time.time() + 1, grace_s=0)
+    assert stats["pruned_jobs"] == 1
+    for call in (c.result, c.subscribe):
+        with pytest.raises(LatentforgeError) as err:
+            call(job_id)
+        assert err.value.code == "result.unavailable" and err.value.advice
+    assert c.jobs(limit=1)[0]["pruned"] is True
+    c.close()

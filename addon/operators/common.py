@@ -1,7 +1,5 @@
 """Checks and helpers the job operators share (connection, model choice, seeds, input images)."""
 
-from __future__ import annotations
-
 import os
 import random
 

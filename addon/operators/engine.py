@@ -1,7 +1,5 @@
 """Operators that start, stop, connect and inspect the engine."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import bpy

@@ -1,7 +1,5 @@
 """Generate: new objects from a prompt, a category or an image, placed at the 3D cursor."""
 
-from __future__ import annotations
-
 import bpy
 
 from .. import scene_builders as sb

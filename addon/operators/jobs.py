@@ -1,7 +1,5 @@
 """Jobs: cancel, clear finished, refresh history, re-import stored results."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import StringProperty
 

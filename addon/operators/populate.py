@@ -1,7 +1,5 @@
 """Populate Scene: many objects from rows of (prompt or category, count), scattered without overlaps."""
 
-from __future__ import annotations
-
 import itertools
 
 import bpy

@@ -1,7 +1,5 @@
 """Refine Selected: send each selected object's mesh (object space) to the engine and swap in the result."""
 
-from __future__ import annotations
-
 import bpy
 
 from .. import scene_builders as sb

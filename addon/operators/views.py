@@ -1,7 +1,5 @@
 """Novel Views: images of the selected object (or of an image) from new camera poses."""
 
-from __future__ import annotations
-
 import math
 
 import bpy

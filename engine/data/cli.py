@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--fixed-views", type=int, default=8, help="renders on a fixed orbit (default 8)")
     b.add_argument("--random-views", type=int, default=8, help="renders from random cameras (default 8)")
     b.add_argument("--fov", type=float, default=40.0, help="camera field of view in degrees (default 40)")
+    b.add_argument("--framing", choices=("tight", "cube"), default="tight",
+                   help="camera distance: fit each shape's bounding sphere (default) or the whole cube")
     b.add_argument("--no-renders", action="store_true", help="skip renders (much faster)")
     b.add_argument("--from-folder", metavar="DIR", help="build from a folder of user meshes instead")
     b.add_argument("--layout", choices=("auto", "shapenet", "modelnet", "flat"), default="auto",
@@ -64,7 +66,7 @@ def _build(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     settings = BuildSettings(n_points=args.n_points, grid_res=args.grid_res, renders=not args.no_renders,
                              render_size=args.render_size, fixed_views=args.fixed_views,
-                             random_views=args.random_views, fov_deg=args.fov)
+                             random_views=args.random_views, fov_deg=args.fov, framing=args.framing)
     if args.from_folder:
         tasks = folder_tasks(args.from_folder, split=args.split, layout=args.layout, y_up=args.y_up,
                              max_faces=args.max_faces, categories=args.categories)

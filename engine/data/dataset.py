@@ -53,11 +53,12 @@ class BuildSettings:
     fixed_views: int = 8
     random_views: int = 8
     fov_deg: float = 40.0
+    framing: str = "tight"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         if not self.renders:
-            for k in ("render_size", "fixed_views", "random_views", "fov_deg"):
+            for k in ("render_size", "fixed_views", "random_views", "fov_deg", "framing"):
                 d.pop(k)
         return d
 
@@ -123,17 +124,18 @@ def _stable_seed(*parts: object) -> int:
     return zlib.crc32("/".join(str(p) for p in parts).encode())
 
 
-def render_cameras(settings: BuildSettings, key: str) -> dict[str, np.ndarray]:
+def render_cameras(settings: BuildSettings, key: str, bound_radius: float | None = None) -> dict[str, np.ndarray]:
     """Fixed and random spherical cameras of one shape (deterministic per ``key``).
 
     Fixed: ``fixed_views`` azimuths evenly spaced from the front, polar 60° (slightly from
-    above), radius at which the whole cube fits the view. Random: polar uniform in
-    [30°, 110°], azimuth uniform, radius 1.0-1.3 times that; for novel-view training.
+    above), at the radius r0 where a sphere of ``bound_radius`` (default: the whole cube,
+    sqrt 3) just fits the view. Random: polar uniform in [30°, 110°], azimuth uniform,
+    radius 1.0-1.3 times r0; for novel-view training.
     Returns c2w f32 B×4×4 and polar, azimuth, radius f32 B (radians, world units).
     """
-    from engine.render.cameras import fit_radius, spherical_to_c2w
+    from engine.render.cameras import CUBE_BOUND_RADIUS, fit_radius, spherical_to_c2w
 
-    r0 = fit_radius(settings.fov_deg)
+    r0 = fit_radius(settings.fov_deg, bound_radius or CUBE_BOUND_RADIUS)
     nf, nr = settings.fixed_views, settings.random_views
     rng = np.random.default_rng(_stable_seed("cameras", key))
     polar = np.concatenate([np.full(nf, math.radians(60.0)), rng.uniform(math.radians(30.0), math.radians(110.0), nr)])
@@ -159,7 +161,10 @@ def compute_shape_arrays(mesh: trimesh.Trimesh, settings: BuildSettings, key: st
     if settings.renders:
         from engine.render.renderer import render_mesh
 
-        cams = render_cameras(settings, key)
+        # "tight": frame the shape's own bounding sphere (about centre 0) so it fills the
+        # image whatever its proportions; "cube": the same distance for every shape
+        bound = float(np.linalg.norm(v, axis=1).max()) * 1.02 if settings.framing == "tight" else None
+        cams = render_cameras(settings, key, bound)
         r = render_mesh(v, f, cams["c2w"], size=settings.render_size, fov_deg=settings.fov_deg)
         alpha = np.where(r["mask"], 255, 0).astype(np.uint8)[..., None]
         out["renders"] = {"rgba": np.concatenate([r["rgb"], alpha], axis=-1), **cams,
@@ -250,8 +255,6 @@ def build_dataset(root: str | Path, tasks: Iterable[ShapeTask], settings: BuildS
     Resumable: complete shapes are left as they are. Returns a BuildReport; shapes that
     could not be used are listed there (and in index.json) with their reason.
     """
-    from tqdm import tqdm
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     tasks = list(tasks)
@@ -259,9 +262,27 @@ def build_dataset(root: str | Path, tasks: Iterable[ShapeTask], settings: BuildS
     start = time.perf_counter()
     todo = [t for t in tasks if not is_complete(shape_dir(root, t.split, t.category, t.shape_id), settings)]
     report.existing = len(tasks) - len(todo)
-    if todo:
-        grid = grid_vertices(settings.grid_res)
-        bar = tqdm(total=len(todo), desc="building shapes", unit="shape", disable=not progress)
+    try:
+        _run(root, todo, settings, workers, progress, report)
+    finally:
+        # also after Ctrl-C: the index then lists every shape finished so far
+        report.seconds = time.perf_counter() - start
+        write_index(root, settings, report)
+    return report
+
+
+def _run(root: Path, todo: list[ShapeTask], settings: BuildSettings, workers: int, progress: bool,
+         report: BuildReport) -> None:
+    from tqdm import tqdm
+
+    if not todo:
+        return
+    grid = grid_vertices(settings.grid_res)
+    if workers > 1 and not _can_spawn():
+        log.warning("--workers ignored: worker processes cannot re-import a __main__ read from stdin; "
+                    "building in this process")
+        workers = 1
+    with tqdm(total=len(todo), desc="building shapes", unit="shape", disable=not progress) as bar:
         if workers <= 1:
             results: Iterator[dict[str, Any]] = (build_shape(t, root, settings, grid) for t in todo)
             _collect(results, report, bar)
@@ -270,10 +291,15 @@ def build_dataset(root: str | Path, tasks: Iterable[ShapeTask], settings: BuildS
             ctx = mp.get_context("spawn")
             with ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(str(root), settings, grid)) as pool:
                 _collect(pool.imap_unordered(_run_in_worker, todo, chunksize=1), report, bar)
-        bar.close()
-    report.seconds = time.perf_counter() - start
-    write_index(root, settings, report)
-    return report
+
+
+def _can_spawn() -> bool:
+    """False when spawned workers could not import ``__main__`` (code piped into ``python -``),
+    where a Pool would restart crashing workers forever."""
+    import sys
+
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main_file is None or not str(main_file).startswith("<")
 
 
 def _collect(results: Iterable[dict[str, Any]], report: BuildReport, bar) -> None:

@@ -63,26 +63,21 @@ def _emit(result: dict[str, Any], out: str | None) -> None:
         Path(out).write_text(text + "\n")
 
 
-def _resolve_device(name: str) -> str:
-    if name == "auto":
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def _points(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from engine.device import resolve_device
     from engine.eval.errors import NoCommonCategories
     from engine.eval.metrics import compute_all_metrics
     from engine.eval.readers import read_point_folder
 
+    device = resolve_device(args.device)  # fail before the (slow) reading
     gen = read_point_folder(args.generated, args.n_points, seed=args.seed,
                             max_file_mb=args.max_file_mb, progress=True)
     ref = read_point_folder(args.reference, args.n_points, seed=args.seed,
                             max_file_mb=args.max_file_mb, progress=True)
     kwargs = dict(normalize=args.normalize, emd_points=args.emd_points or None,
-                  use_emd=not args.no_emd, seed=args.seed, device=_resolve_device(args.device),
+                  use_emd=not args.no_emd, seed=args.seed, device=device,
                   workers=args.workers, progress=True)
     result: dict[str, Any] = compute_all_metrics(gen.points, ref.points, **kwargs)
     if args.per_category:

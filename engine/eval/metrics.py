@@ -25,15 +25,15 @@ Definitions follow the PointFlow / LION evaluation code (read for understanding,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
-from scipy.spatial.distance import cdist
 
+from engine.eval.emd_exact import emd_pair, emd_row
 from engine.eval.errors import BadPointSet
 
 Normalization = Literal["box", "sphere", "none"]
@@ -110,12 +110,6 @@ def chamfer_distance(a: ArrayLike, b: ArrayLike) -> torch.Tensor:
     return out[0] if unbatched else out
 
 
-def _emd_pair(x: np.ndarray, y: np.ndarray) -> float:
-    cost = cdist(x, y)  # float64 Euclidean distances
-    rows, cols = linear_sum_assignment(cost)
-    return float(cost[rows, cols].mean())
-
-
 def emd(a: ArrayLike, b: ArrayLike) -> torch.Tensor:
     """Exact EMD between paired clouds of equal size: mean Euclidean matched distance.
 
@@ -127,7 +121,7 @@ def emd(a: ArrayLike, b: ArrayLike) -> torch.Tensor:
     if x.shape[:2] != y.shape[:2]:
         raise BadPointSet(f"EMD needs equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}.")
     xn, yn = x.double().numpy(), y.double().numpy()
-    out = torch.tensor([_emd_pair(xn[i], yn[i]) for i in range(len(xn))], dtype=torch.float32)
+    out = torch.tensor([emd_pair(xn[i], yn[i]) for i in range(len(xn))], dtype=torch.float32)
     return out[0] if unbatched else out
 
 
@@ -203,11 +197,6 @@ def pairwise_chamfer(x: ArrayLike, y: ArrayLike | None = None, *, device: str | 
         return _pairwise_chamfer_torch(xs.to(dev), ys.to(dev), symmetric, progress)
 
 
-def _emd_row(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """EMD of one cloud x (N×3) to each cloud of ys (K×N×3) -> (K,) float64."""
-    return np.array([_emd_pair(x, y) for y in ys])
-
-
 def pairwise_emd(x: ArrayLike, y: ArrayLike | None = None, *, workers: int = 1,
                  progress: Progress | None = None) -> torch.Tensor:
     """Exact EMD between every shape of x (S×N×3) and of y (R×N×3) -> S×R float32.
@@ -236,14 +225,14 @@ def pairwise_emd(x: ArrayLike, y: ArrayLike | None = None, *, workers: int = 1,
 
     if workers <= 1:
         for i in range(s):
-            store(i, _emd_row(xs[i], ys[starts[i]:]))
+            store(i, emd_row(xs[i], ys[starts[i]:]))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: forking a process that holds torch's thread pools can deadlock.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_emd_row, xs[i], ys[starts[i]:]): i for i in range(s)}
+            futures = {pool.submit(emd_row, xs[i], ys[starts[i]:]): i for i in range(s)}
             for fut, i in futures.items():
                 store(i, fut.result())
     return torch.from_numpy(out).float()
@@ -311,7 +300,7 @@ def compute_all_metrics(sample: ArrayLike, ref: ArrayLike, *, normalize: Normali
     ``mmd_cd`` (squared units), ``mmd_emd`` (units), ``n_generated``, ``n_reference``,
     ``n_points``, ``emd_points``, ``normalize``. With ``use_emd=False`` the EMD entries are None.
     ``device``: where Chamfer distances are computed (see ``pairwise_chamfer``); EMD runs
-    on the CPU, in ``workers`` processes. ``progress`` shows a tqdm bar over shape pairs.
+    on the CPU, in ``workers`` processes. ``progress`` shows tqdm bars over shape pairs.
     """
     s_pts, r_pts = _to_tensor(sample, "sample"), _to_tensor(ref, "ref")
     if s_pts.shape[1] != r_pts.shape[1]:
@@ -320,38 +309,40 @@ def compute_all_metrics(sample: ArrayLike, ref: ArrayLike, *, normalize: Normali
     s_pts, r_pts = normalize_points(s_pts, normalize), normalize_points(r_pts, normalize)
     s, r = len(s_pts), len(r_pts)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        total = _pair_count(s, r, False) + _pair_count(s, s, True) + _pair_count(r, r, True)
-        bar = tqdm(total=total * (2 if use_emd else 1), desc="eval pairs", unit="pair", leave=False)
-    tick = bar.update if bar is not None else None
+    total = _pair_count(s, r, False) + _pair_count(s, s, True) + _pair_count(r, r, True)
 
-    try:
+    def bar(desc: str):
+        # One bar per distance: EMD pairs cost ~10x Chamfer pairs, one bar would misjudge ETA.
+        if not progress:
+            return contextlib.nullcontext(None)
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, unit="pair", leave=False)
+
+    with bar("chamfer pairs") as b:
+        tick = b.update if b is not None else None
         d_sr = pairwise_chamfer(s_pts, r_pts, device=device, progress=tick)
         d_ss = pairwise_chamfer(s_pts, device=device, progress=tick)
         d_rr = pairwise_chamfer(r_pts, device=device, progress=tick)
-        mmd_cd, cov_cd = mmd_cov(d_sr)
-        results: dict[str, float | int | None] = {
-            "1nna_cd": one_nn_accuracy(d_ss, d_sr, d_rr), "cov_cd": cov_cd, "mmd_cd": mmd_cd,
-            "1nna_emd": None, "cov_emd": None, "mmd_emd": None,
-        }
-        n_emd = None
-        if use_emd:
-            n_emd = s_pts.shape[1] if emd_points is None else min(emd_points, s_pts.shape[1])
-            # Same seed for both sets: shape k of either set gets the same index subset, so
-            # a set compared with a copy of itself has exactly zero EMD between twins.
-            s_sub = subsample(s_pts, n_emd, seed)
-            r_sub = subsample(r_pts, n_emd, seed)
+    mmd_cd, cov_cd = mmd_cov(d_sr)
+    results: dict[str, float | int | None] = {
+        "1nna_cd": one_nn_accuracy(d_ss, d_sr, d_rr), "cov_cd": cov_cd, "mmd_cd": mmd_cd,
+        "1nna_emd": None, "cov_emd": None, "mmd_emd": None,
+    }
+    n_emd = None
+    if use_emd:
+        n_emd = s_pts.shape[1] if emd_points is None else min(emd_points, s_pts.shape[1])
+        # Same seed for both sets: shape k of either set gets the same index subset, so
+        # a set compared with a copy of itself has exactly zero EMD between twins.
+        s_sub = subsample(s_pts, n_emd, seed)
+        r_sub = subsample(r_pts, n_emd, seed)
+        with bar(f"emd pairs ({n_emd} pts)") as b:
+            tick = b.update if b is not None else None
             e_sr = pairwise_emd(s_sub, r_sub, workers=workers, progress=tick)
             e_ss = pairwise_emd(s_sub, workers=workers, progress=tick)
             e_rr = pairwise_emd(r_sub, workers=workers, progress=tick)
-            mmd_e, cov_e = mmd_cov(e_sr)
-            results.update({"1nna_emd": one_nn_accuracy(e_ss, e_sr, e_rr),
-                            "cov_emd": cov_e, "mmd_emd": mmd_e})
-    finally:
-        if bar is not None:
-            bar.close()
+        mmd_e, cov_e = mmd_cov(e_sr)
+        results.update({"1nna_emd": one_nn_accuracy(e_ss, e_sr, e_rr),
+                        "cov_emd": cov_e, "mmd_emd": mmd_e})
     results.update({"n_generated": s, "n_reference": r, "n_points": int(s_pts.shape[1]),
                     "emd_points": n_emd, "normalize": normalize})
     return results

@@ -2,7 +2,9 @@
 
 Supported: ``.ply`` (mesh or point cloud), ``.obj``, ``.off``, ``.stl``, ``.glb``/``.gltf``
 (through trimesh) and ``.npz`` (an array named ``points``, ``xyz`` or ``pc``, or the only
-array, of shape N×3 or N×≥3 where the first three columns are xyz). Meshes are sampled
+array, of shape N×3 or N×≥3 where the first three columns are xyz; or a batch S×N×3 of
+shapes, whose ids are ``<file id>/<k>`` and, outside category folders, whose category is
+the file name: ``DIR/chair.npz``). Meshes are sampled
 uniformly by area to ``n_points``; point files with more points are subsampled (seeded),
 with fewer points they are rejected (EMD needs equal sizes).
 
@@ -104,17 +106,8 @@ def _load_geometry(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     raise UnreadableShapeFile(f"{path}: unsupported content ({type(loaded).__name__}).")
 
 
-def read_points(path: str | os.PathLike, n_points: int = 2048, *, seed: int = 0,
-                max_file_mb: float = DEFAULT_MAX_FILE_MB, pad: bool = False) -> np.ndarray:
-    """Read one file as exactly ``n_points`` points: float32 n_points×3, in file units.
-
-    Meshes are surface-sampled (uniform by area, seeded); point clouds with more points are
-    subsampled without replacement (seeded); with fewer points they are rejected, or with
-    ``pad=True`` topped up by repeating random points (harmless for max-pooling networks
-    such as the classifier, wrong for EMD/Chamfer sets). Raises an ``InvalidMesh`` subclass with advice
-    for unreadable, empty, non-finite, too large files, or point clouds with too few points.
-    """
-    path = Path(path)
+def _check_file(path: Path, max_file_mb: float) -> str:
+    """The lower-case suffix of a readable, non-empty, not too large supported file."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise UnreadableShapeFile(f"{path}: unsupported file type {suffix or '(none)'}.")
@@ -126,9 +119,43 @@ def read_points(path: str | os.PathLike, n_points: int = 2048, *, seed: int = 0,
         raise ShapeFileTooLarge(f"{path}: {size_mb:.0f} MB is over the {max_file_mb:.0f} MB limit.")
     if size_mb == 0:
         raise EmptyShape(f"{path}: the file is empty.")
+    return suffix
 
+
+def _fit_count(points: np.ndarray, n_points: int, seed: int, pad: bool, where: str) -> np.ndarray:
+    """Exactly n_points of a checked cloud: seeded subset, or padding by repetition."""
+    if len(points) < n_points and pad:
+        extra = np.random.default_rng(seed).choice(len(points), n_points - len(points))
+        points = np.concatenate([points, points[extra]])
+    if len(points) < n_points:
+        raise TooFewPoints(f"{where}: {len(points)} points, {n_points} needed.")
+    if len(points) > n_points:
+        idx = np.random.default_rng(seed).choice(len(points), n_points, replace=False)
+        points = points[np.sort(idx)]
+    return points.astype(np.float32)
+
+
+def read_points(path: str | os.PathLike, n_points: int = 2048, *, seed: int = 0,
+                max_file_mb: float = DEFAULT_MAX_FILE_MB, pad: bool = False) -> np.ndarray:
+    """Read one file as exactly ``n_points`` points: float32 n_points×3, in file units.
+
+    Meshes are surface-sampled (uniform by area, seeded); point clouds with more points are
+    subsampled without replacement (seeded); with fewer points they are rejected, or with
+    ``pad=True`` topped up by repeating random points (harmless for max-pooling networks
+    such as the classifier, wrong for EMD/Chamfer sets). Raises an ``InvalidMesh``
+    subclass with advice for unreadable, empty, non-finite or too large files, point
+    clouds with too few points, and ``.npz`` batches of several shapes (see
+    ``read_npz_shapes``).
+    """
+    path = Path(path)
+    suffix = _check_file(path, max_file_mb)
     if suffix in POINT_SUFFIXES:
         vertices, faces = _read_npz(path), None
+        if vertices.ndim == 3 and len(vertices) == 1:
+            vertices = vertices[0]
+        elif vertices.ndim == 3:
+            raise UnreadableShapeFile(f"{path}: holds a batch of {len(vertices)} shapes; read it "
+                                      "with read_npz_shapes or a folder command.")
     else:
         vertices, faces = _load_geometry(path)
     if faces is not None:
@@ -136,16 +163,31 @@ def read_points(path: str | os.PathLike, n_points: int = 2048, *, seed: int = 0,
             raise EmptyShape(f"{path}: no vertices.")
         points = _sample_mesh(vertices, faces, n_points, seed, path)
     else:
-        points = _check_points(vertices, path)
-        if len(points) < n_points and pad:
-            extra = np.random.default_rng(seed).choice(len(points), n_points - len(points))
-            points = np.concatenate([points, points[extra]])
-        if len(points) < n_points:
-            raise TooFewPoints(f"{path}: {len(points)} points, {n_points} needed.")
-        if len(points) > n_points:
-            idx = np.random.default_rng(seed).choice(len(points), n_points, replace=False)
-            points = points[np.sort(idx)]
+        points = _fit_count(_check_points(vertices, path), n_points, seed, pad, str(path))
     return _check_points(points, path).astype(np.float32)
+
+
+def read_npz_shapes(path: str | os.PathLike, n_points: int = 2048, *, seed: int = 0,
+                    max_file_mb: float = DEFAULT_MAX_FILE_MB, pad: bool = False
+                    ) -> tuple[bool, list[np.ndarray | LatentforgeError]]:
+    """Read an ``.npz`` holding one cloud (N×3) or a batch (S×N×3, as the points model's
+    ``--samples-out`` writes). Returns (batched, items): one item per shape, either its
+    float32 n_points×3 points or the typed error that makes it unusable (a bad shape in a
+    batch does not discard the others). Errors of the whole file are raised.
+    """
+    path = Path(path)
+    _check_file(path, max_file_mb)
+    arr = _read_npz(path)
+    if arr.ndim != 3:
+        return False, [read_points(path, n_points, seed=seed, max_file_mb=max_file_mb, pad=pad)]
+    items: list[np.ndarray | LatentforgeError] = []
+    for k, cloud in enumerate(arr):
+        where = f"{path}[{k}]"
+        try:
+            items.append(_fit_count(_check_points(cloud, Path(where)), n_points, seed, pad, where))
+        except LatentforgeError as exc:
+            items.append(exc)
+    return True, items
 
 
 @dataclass
@@ -215,13 +257,25 @@ def read_point_folder(root: str | os.PathLike, n_points: int = 2048, *, seed: in
     pts, ids, cats, skipped = [], [], [], {}
     for f in iterator:
         try:
-            pts.append(read_points(f.path, n_points, seed=seed, max_file_mb=max_file_mb, pad=pad))
+            if f.path.suffix.lower() in POINT_SUFFIXES:
+                batched, items = read_npz_shapes(f.path, n_points, seed=seed,
+                                                 max_file_mb=max_file_mb, pad=pad)
+            else:
+                batched = False
+                items = [read_points(f.path, n_points, seed=seed, max_file_mb=max_file_mb, pad=pad)]
         except LatentforgeError as exc:
-            log.warning("skipping %s: %s", f.path, exc)
-            skipped[f.shape_id] = {"code": exc.code, "message": exc.message}
-            continue
-        ids.append(f.shape_id)
-        cats.append(f.category)
+            batched, items = False, [exc]
+        # A batch file outside category folders is named after its category (chair.npz).
+        category = f.category if (f.category is not None or not batched) else f.path.stem
+        for k, item in enumerate(items):
+            sid = f"{f.shape_id}/{k}" if batched else f.shape_id
+            if isinstance(item, LatentforgeError):
+                log.warning("skipping %s: %s", sid, item)
+                skipped[sid] = {"code": item.code, "message": item.message}
+                continue
+            pts.append(item)
+            ids.append(sid)
+            cats.append(category)
     if not pts:
         raise NoShapes(f"{root}: no usable shape files ({len(files)} found, {len(skipped)} skipped).",
                        details={"skipped": skipped})

@@ -1,7 +1,9 @@
 """Geometry layer (see DESIGN.md): one module per job, imported directly.
 
-- ``tetgrid``: ``make_tet_grid``, ``apply_deformation`` (deformable Kuhn tet grid over [-1, 1]^3)
-- ``marching_tets``: ``marching_tetrahedra`` (batched, differentiable, watertight)
+- ``tetgrid``: ``make_tet_grid``, ``apply_deformation``, ``cap_boundary``, ``boundary_mask``,
+  ``tet_volumes`` (deformable Kuhn tet grid over [-bound, bound]^3, default [-1, 1]^3)
+- ``marching_tets``: ``marching_tetrahedra`` (batched, differentiable, watertight),
+  ``extract_meshes`` (grid SDF [+ deformation] → closed meshes)
 - ``sdf``: ``mesh_sdf``, ``mesh_occupancy``, ``winding_number`` (libigl)
 - ``sampling``: ``sample_surface``
 - ``normalize``: ``normalize_box``, ``normalize_global``, ``global_stats``, ``denormalize``

@@ -14,8 +14,9 @@ Why it is watertight: a surface vertex is created once per *grid edge* whose end
 different signs, keyed by the sorted pair of grid vertex indices (and the batch item), so
 the two, three, ... tetrahedra sharing that edge reuse the same vertex. Since the Kuhn
 grid is conforming (see ``tetgrid.py``), every surface edge inside the grid is shared by
-exactly two triangles; the surface is closed whenever the SDF is positive on the grid
-boundary.
+exactly two triangles, and the tets around a crossing edge (all of them cut) form one
+ring, so each surface vertex has a single disc of faces: the surface is a closed
+2-manifold whenever the SDF is positive on the grid boundary (see ``cap_boundary``).
 
 Why it is differentiable: a surface vertex is ``p_a + w (p_b - p_a)`` with
 ``w = s_a / (s_a - s_b)``: linear in the vertex positions and smooth in the SDF values
@@ -25,9 +26,12 @@ piecewise constant and carries no gradient.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from engine.geometry.errors import BadArrayShape, NonFiniteGeometry
+from engine.geometry.tetgrid import apply_deformation, cap_boundary, make_tet_grid
 
 # local vertex pairs of the 6 edges of a tetrahedron
 TET_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -108,8 +112,8 @@ def marching_tetrahedra(verts: torch.Tensor, tets: torch.Tensor, sdf: torch.Tens
         if not torch.isfinite(sdf).all():
             raise NonFiniteGeometry("The SDF values contain NaN or infinity.")
         inside = sdf < 0  # B×V
-        # per batch item, which tets straddle the surface; 4 bits -> case code
-        # one corner at a time: avoids a B×T×4 temporary (200 MB at R=128, B=4)
+        # case code per (item, tet), built one corner at a time: a B×T×4 temporary
+        # would take 200 MB at R=128, B=4
         corners = tets.t().contiguous()
         inside_u8 = inside.to(torch.uint8)
         code_all = inside_u8[:, corners[0]]  # B×T case code, bit i = corner i inside
@@ -150,3 +154,44 @@ def marching_tetrahedra(verts: torch.Tensor, tets: torch.Tensor, sdf: torch.Tens
         out.append((pts, fcs - v_start))
         v_start += nv
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_grid(resolution: int, bound: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    # grids are rebuilt often by pipelines (1 s at R=128): keep the last few; never handed out
+    return make_tet_grid(resolution, device=device, bound=bound)
+
+
+def extract_meshes(sdf: torch.Tensor, resolution: int, deform: torch.Tensor | None = None,
+                   bound: float = 1.0, close: bool = True, max_fraction: float = 0.45
+                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Meshes from SDF (and deformation) values on the standard grid: MeshDiffusion's decoder.
+
+    Builds (and caches) ``make_tet_grid(resolution, bound=bound)`` on the SDF's device,
+    applies ``deform`` with :func:`~engine.geometry.tetgrid.apply_deformation` when given,
+    clamps the grid boundary positive with :func:`~engine.geometry.tetgrid.cap_boundary`
+    when ``close`` (so every mesh is watertight), then runs :func:`marching_tetrahedra`.
+
+    Args:
+        sdf: ``V`` or ``B × V`` SDF values, ``V = (resolution + 1)^3`` in grid order.
+        resolution: grid resolution ``R``.
+        deform: optional raw offsets ``V × 3`` or ``B × V × 3`` (tanh-bounded).
+        bound: half side of the gridded cube.
+        close: cap surfaces cut by the grid boundary.
+        max_fraction: deformation bound, fraction of a cell.
+
+    Returns:
+        One ``(vertices float Nk × 3, faces int64 Mk × 3)`` per item; differentiable w.r.t.
+        ``sdf`` and ``deform``.
+    """
+    verts, tets = _cached_grid(int(resolution), float(bound), str(sdf.device))
+    if sdf.shape[-1] != verts.shape[0]:
+        raise BadArrayShape(f"sdf has {sdf.shape[-1]} values per item; the R={resolution} grid has "
+                            f"{verts.shape[0]} vertices.")
+    if deform is not None:
+        verts = apply_deformation(verts, deform, resolution, max_fraction=max_fraction, bound=bound)
+        if verts.dim() == 3 and sdf.dim() == 1:
+            sdf = sdf[None].expand(verts.shape[0], -1)
+    if close:
+        sdf = cap_boundary(sdf, resolution)
+    return marching_tetrahedra(verts, tets, sdf)

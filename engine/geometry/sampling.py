@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from engine.geometry.errors import EmptyMesh
+from engine.geometry.errors import BadArrayShape, EmptyMesh
 from engine.geometry.validate import check_mesh
 
 
@@ -26,9 +26,11 @@ def sample_surface(vertices, faces, n: int, seed: int = 0) -> tuple[np.ndarray, 
         points float32 ``n × 3``, normals float32 ``n × 3`` (unit length).
 
     Raises:
-        EmptyMesh when the mesh is empty or has zero total area; the errors of
-        ``check_mesh`` for malformed input.
+        EmptyMesh when the mesh is empty or has zero total area; BadArrayShape for a
+        negative ``n``; the errors of ``check_mesh`` for malformed input.
     """
+    if isinstance(n, bool) or int(n) != n or n < 0:
+        raise BadArrayShape(f"The number of samples must be a non-negative integer, got {n!r}.")
     v, f = check_mesh(vertices, faces)
     mesh = trimesh.Trimesh(v, f, process=False, validate=False)
     if not mesh.area > 0:

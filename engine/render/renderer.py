@@ -18,8 +18,8 @@ from engine.render.errors import InvalidRenderSettings, RenderBackendUnavailable
 from engine.render.shading import shade
 
 BACKENDS = ("auto", "cpu", "cuda")
-# cameras per backend call: bounds the ray arrays (~100 MB at 256 px) on the CPU backend
-_CAMERA_CHUNK = 32
+# rays per backend call: bounds the per-ray arrays (~50 MB each) whatever the image size
+_RAYS_PER_CALL = 1 << 21
 
 
 def resolve_backend(backend: str = "auto") -> str:
@@ -93,7 +93,7 @@ def render_mesh(vertices, faces, c2w, size: int = 256, fov_deg: float = 40.0, ba
     size = int(size)
     name = resolve_backend(backend)
     cast = backend_cuda.cast if name == "cuda" else backend_cpu.cast
-    per_call = max(1, _CAMERA_CHUNK // supersample ** 2)
+    per_call = max(1, _RAYS_PER_CALL // (size * supersample) ** 2)
     parts = []
     for i in range(0, len(cams), per_call):
         chunk = cams[i:i + per_call]

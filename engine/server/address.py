@@ -10,8 +10,8 @@ Defaults (each overridable on the command line):
 - token file (TCP only): ``<runtime dir>/engine.token`` (mode 0600), a fresh random token
   at every start.
 
-Addresses are written ``unix:///abs/path.sock`` or ``tcp://host:port``; a bare path is a
-Unix socket.
+Addresses are written ``unix:///abs/path.sock`` or ``tcp://host:port`` (clients parse them
+with ``engine.client.parse_address``).
 """
 
 from __future__ import annotations
@@ -61,29 +61,6 @@ class Address:
             return f"unix://{self.path}"
         host = f"[{self.host}]" if self.host and ":" in self.host else self.host
         return f"tcp://{host}:{self.port}"
-
-
-def parse_address(text: str) -> Address:
-    """Parse ``unix:///path``, a bare socket path, or ``tcp://host:port``."""
-    text = (text or "").strip()
-    if text.startswith("unix://"):
-        path = text[len("unix://"):]
-        if not path.startswith("/"):
-            raise AddressError(f"Unix socket address {text!r} must hold an absolute path (unix:///path).")
-        return Address("unix", path=path)
-    if text.startswith("tcp://"):
-        rest = text[len("tcp://"):].rstrip("/")
-        if rest.startswith("["):
-            host, _, port = rest[1:].partition("]:")
-        else:
-            host, _, port = rest.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise AddressError(f"TCP address {text!r} is not of the form tcp://host:port.")
-        return Address("tcp", host=host, port=int(port))
-    if text.startswith("/") or text.startswith("."):
-        return Address("unix", path=os.path.abspath(text))
-    raise AddressError(f"Cannot read the engine address {text!r}.",
-                       "Use unix:///path/to/engine.sock, a socket path, or tcp://127.0.0.1:PORT.")
 
 
 def default_data_dir() -> Path:
@@ -173,12 +150,3 @@ def write_token(path: Path) -> str:
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return token
-
-
-def read_token(path: Path) -> str:
-    """Read a token file written by ``write_token``."""
-    try:
-        return Path(path).read_text(encoding="ascii").strip()
-    except OSError as exc:
-        raise AddressError(f"Cannot read the engine token file {path}: {exc.strerror}.",
-                           "Start the engine first, or pass --token-file with the path its ready line printed.") from exc

@@ -182,6 +182,10 @@ def engine_client(args: argparse.Namespace, start: bool = True) -> Iterator[Any]
     from engine.server.launch import EngineProcess
 
     token_file = str(args.token_file) if getattr(args, "token_file", None) else None
+    if token_file is None and args.connect and args.connect.startswith("tcp://"):
+        from engine.server.address import default_token_path
+        default = default_token_path(_data_dir(args))
+        token_file = str(default) if default.exists() else None
     candidates = [args.connect] if args.connect else [a for a in [_default_address(args)] if a]
     for address in candidates:
         client = EngineClient(address, token_file=token_file, client_name="latentforge-cli", reconnect=False)
@@ -199,7 +203,7 @@ def engine_client(args: argparse.Namespace, start: bool = True) -> Iterator[Any]
     if not start:
         yield None
         return
-    tmp = tempfile.mkdtemp(prefix="lf-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    tmp = tempfile.mkdtemp(prefix="lf-engine-", dir="/tmp" if os.path.isdir("/tmp") else None)
     serve_args = ["--socket", f"{tmp}/engine.sock", "--data-dir", str(_data_dir(args)),
                   "--device", getattr(args, "device", "auto")]
     print("starting a private engine for this call...", file=sys.stderr)
@@ -344,7 +348,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.socket is not None:
         check_socket_path(args.socket)
     data_dir = _data_dir(args)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _setup_logging(args.log_level, data_dir)
     log = logging.getLogger("engine.server")
     device = resolve_device(args.device)

@@ -45,7 +45,7 @@ from engine.protocol import AuthFailed, AuthRequired, ProtocolError, VersionMism
 from engine.server import address as addr
 from engine.server.jobs import (EngineStopping, JobManager, JobNotFinished, JobNotFound, new_job_id,
                                 result_header)
-from engine.server.store import Store
+from engine.server.store import ResultUnavailable, Store
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +156,9 @@ class Connection:
         return self.n_events >= self.cfg.max_queued_events or self.nbytes + nb > self.cfg.max_queued_bytes
 
     def _drop_preview(self) -> None:
-        for item in self._q:
+        for i, item in enumerate(self._q):
             if item[2]:
-                self._q.remove(item)
+                del self._q[i]  # by position: comparing items would compare numpy arrays
                 self.n_previews -= 1
                 self.nbytes -= item[3]
                 self.dropped_previews += 1
@@ -421,10 +421,10 @@ class EngineServer:
         """Handle one request; False when the connection must be closed."""
         req_id = msg.req_id
         try:
+            if not conn.authed and msg.op != "hello":
+                raise AuthRequired("The first request must be hello.")
             protocol.validate_request(msg.header)
             if not conn.authed:
-                if msg.op != "hello":
-                    raise AuthRequired("The first request must be hello.")
                 await self._hello(conn, msg)
                 return True
             handler = getattr(self, f"_op_{msg.op}")
@@ -521,9 +521,10 @@ class EngineServer:
         job = await self._loop.run_in_executor(None, self.store.job, job_id)
         if job is None:
             raise JobNotFound(f"There is no job {job_id!r}.", details={"job_id": job_id})
+        records = await self._replayable(job) if job["state"] == "finished" else []
         await conn.send(protocol.ack_reply(msg.req_id, job_id, job["state"]))
         if job["state"] == "finished":
-            await self._replay(conn, job, req_id=None)
+            await self._replay(conn, job, records, req_id=None)
         elif job["state"] == "failed":
             await conn.send(protocol.error_event(job["error"] or {"code": "internal", "message": "The job failed."},
                                                  job_id=job_id))
@@ -540,18 +541,28 @@ class EngineServer:
             why = {"failed": "it failed", "cancelled": "it was cancelled"}.get(job["state"], f"it is {job['state']}")
             raise JobNotFinished(f"Job {msg.job_id} has no results: {why}.",
                                  details={"job_id": msg.job_id, "state": job["state"]})
-        await self._replay(conn, job, req_id=msg.req_id)
+        await self._replay(conn, job, await self._replayable(job), req_id=msg.req_id)
 
-    async def _replay(self, conn: Connection, job: dict[str, Any], req_id: Any) -> None:
+    async def _replayable(self, job: dict[str, Any]) -> list:
+        """A finished job's result records, once every file is known to be there.
+
+        Checked before the first reply so a pruned or deleted result fails the request
+        cleanly instead of after some frames.
+        """
         records = await self._loop.run_in_executor(None, self.store.results, job["job_id"])
         if not records:
             raise JobNotFinished(f"Job {job['job_id']} finished without stored results.")
-        # Load everything first: a pruned or damaged file must fail the request before any
-        # result frame, so the client never sees a partial answer ended by an error.
-        loaded = []
-        for record in records:
-            loaded.append(await self._loop.run_in_executor(None, self.store.load_result, record))
-        for i, (record, arrays) in enumerate(zip(records, loaded)):
+        if job.get("pruned"):
+            raise ResultUnavailable(f"The results of job {job['job_id']} were pruned.")
+        missing = [r.index for r in records if not self.store.blob_path(r.sha256).exists()]
+        if missing:
+            raise ResultUnavailable(f"Result file(s) {missing} of job {job['job_id']} are missing.")
+        return records
+
+    async def _replay(self, conn: Connection, job: dict[str, Any], records: list, req_id: Any) -> None:
+        """Load and send stored results one at a time (``send`` waits while the client lags)."""
+        for i, record in enumerate(records):
+            arrays = await self._loop.run_in_executor(None, self.store.load_result, record)
             await conn.send(result_header(job, record, len(records), i == len(records) - 1, req_id=req_id), arrays)
 
     async def _load(self, job_id: str, index: int) -> dict[str, np.ndarray]:

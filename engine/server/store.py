@@ -151,8 +151,9 @@ class Store:
         self.data_dir = Path(data_dir)
         self.blob_dir = self.data_dir / "blobs"
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.blob_dir.mkdir(exist_ok=True)
+            # Results are the user's assets: new directories are private to the user.
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.blob_dir.mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(f"Cannot create the data directory {self.data_dir}: {exc.strerror}.") from exc
         self._lock = threading.RLock()

@@ -9,7 +9,7 @@ import math
 
 from manifold3d import Manifold
 
-from engine.data.captions import article, count_word, tidy
+from engine.data.captions import article, tidy
 from engine.data.shapes import primitives as P
 
 SPACE = {

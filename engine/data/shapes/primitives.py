@@ -73,23 +73,6 @@ def polyline_tube(points: Sequence[Vec3], radius: float, segments: int = 12) -> 
     return union([capsule(pts[i], pts[i + 1], radius, segments) for i in range(len(pts) - 1)])
 
 
-def arc_points(center: Vec3, radius: float, start_deg: float, end_deg: float, n: int,
-               plane: str = "yz") -> list[tuple[float, float, float]]:
-    """``n`` points on a circular arc in an axis plane ("xz" or "yz"), angles from the plane's first axis."""
-    c = np.asarray(center, dtype=float)
-    out = []
-    for t in np.linspace(np.radians(start_deg), np.radians(end_deg), n):
-        u, v = radius * np.cos(t), radius * np.sin(t)
-        if plane == "xz":
-            p = c + np.array([u, 0.0, v])
-        elif plane == "yz":
-            p = c + np.array([0.0, u, v])
-        else:
-            p = c + np.array([u, v, 0.0])
-        out.append((float(p[0]), float(p[1]), float(p[2])))
-    return out
-
-
 def revolve(profile: Sequence[tuple[float, float]], segments: int = 24) -> Manifold:
     """Solid of revolution about +Z of a closed (radius, z) polygon, counter-clockwise.
 
@@ -126,7 +109,7 @@ def extrude_polygon(polygon: Sequence[tuple[float, float]], height: float, z0: f
 def extrude_side(polygon_yz: Sequence[tuple[float, float]], width: float, x0: float = 0.0) -> Manifold:
     """Extrude a closed polygon drawn in the (y, z) side view along +X, from ``x0`` by ``width``.
 
-    Used for side profiles (car bodies, sofa arms, bench ends).
+    Used for side profiles (car bodies).
     """
     solid = extrude_polygon(polygon_yz, width)
     # extrusion runs along +Z with the polygon in XY; map (x, y, z) -> (z, x, y)
@@ -179,20 +162,10 @@ def subtract(solid: Manifold, tools: Sequence[Manifold]) -> Manifold:
     return Manifold.batch_boolean([solid, *tools], OpType.Subtract)
 
 
-def mirror_x(solid: Manifold) -> Manifold:
-    """Mirror image across the YZ plane (x -> -x), orientation kept outward."""
-    return solid.mirror((1.0, 0.0, 0.0))
-
-
-def rotate(solid: Manifold, degrees: Vec3) -> Manifold:
-    """Rotate about X, then Y, then Z by the given angles in degrees."""
-    return solid.rotate(tuple(float(d) for d in degrees))
-
-
 def extrude_front(polygon_xz: Sequence[tuple[float, float]], thickness: float, y0: float = 0.0) -> Manifold:
     """Extrude a closed polygon drawn in the (x, z) front view along +Y, from ``y0`` by ``thickness``.
 
-    Used for panels seen from the front (chair backs, shelf sides, tail fins).
+    Used for panels seen from the front (chair backs).
     """
     # a +90 degree turn about X takes the drawing's y to z and the extrusion axis to -y
     solid = extrude_polygon(polygon_xz, thickness).rotate((90.0, 0.0, 0.0))

@@ -64,7 +64,7 @@ def build(p: dict) -> Manifold:
         for i in range(n):
             x = -W / 2 + (i + 0.5) * cw
             parts.append(P.rounded_box((cw - 0.02, 0.16, ch), 0.05,
-                                       (x, D / 2 - back_t - 0.06, sh + ch / 2 - 0.02)).rotate((0, 0, 0)))
+                                       (x, D / 2 - back_t - 0.06, sh + ch / 2 - 0.02)))
     # arms
     if p["arms"] != "none":
         ah = sh + p["arm_height"]

@@ -71,13 +71,12 @@ def _run(args: argparse.Namespace) -> int:
             done = json.loads((state / "vae.json").read_text()).get("done", False)
         if not done:
             trainer.train_vae(resume=args.resume)
-        elif not trainer.load_model_if_any():
+        elif not trainer.load_model_if_any(vae_only=True):
             raise SystemExit("VAE state says done but no model in --out")
     if args.stage in ("prior", "all"):
         if args.stage == "prior" or (args.resume and trainer.has_state("vae")):
-            if not trainer.load_model_if_any():
+            if not trainer.load_model_if_any(vae_only=True):
                 raise SystemExit(f"no trained VAE in {out}; run --stage vae first")
-            trainer.model.cfg.cond.categories = list(train.categories)
         trainer.train_prior(resume=args.resume)
     print(f"model written to {out}")
     return 0

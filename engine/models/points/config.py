@@ -33,7 +33,7 @@ class VAEConfig:
 class GlobalPriorConfig:
     """ResNet-MLP epsilon model on the (normalized) global latent."""
 
-    width: int = 512
+    width: int = 256
     blocks: int = 4
     dropout: float = 0.0
 

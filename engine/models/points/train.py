@@ -134,12 +134,18 @@ class Trainer:
         if _rank() == 0:
             self.model.save(self.out)
 
-    def load_model_if_any(self) -> bool:
-        if (self.out / "model.safetensors").is_file():
-            m = PointsModel.load(self.out, self.device)
-            self.model.load_state_dict(m.state_dict())
-            return True
-        return False
+    def load_model_if_any(self, vae_only: bool = False) -> bool:
+        """Load the model folder's weights (only the VAE's with ``vae_only``, so the priors
+        may have another config than the one the VAE was trained with)."""
+        path = self.out / "model.safetensors"
+        if not path.is_file():
+            return False
+        state = load_file(str(path), device=self.device)
+        if vae_only:
+            self.model.vae.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("vae.")})
+        else:
+            self.model.load_state_dict(state)
+        return True
 
     # ---------------------------------------------------------------- VAE
     @torch.no_grad()
@@ -233,7 +239,9 @@ class Trainer:
         return {k: torch.cat(v) for k, v in out.items()}
 
     def _latents(self) -> dict[str, torch.Tensor]:
-        path = self.state / "latents.safetensors"
+        # The cache belongs to one VAE: its name carries the VAE's step.
+        vae_step = json.loads((self.state / "vae.json").read_text())["step"] if self.has_state("vae") else 0
+        path = self.state / f"latents_vae{vae_step}.safetensors"
         if path.is_file():
             return load_file(str(path))
         lat = self.encode_dataset(self.train, self.tcfg.encode_repeats)
