@@ -44,10 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("generate", help="generate objects with a model and write them to files")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="procedural, points, ... (see `latentforge models`)")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--category")
-    what.add_argument("--prompt")
+    what.add_argument("--category", help="e.g. chair")
+    what.add_argument("--prompt", help="text naming what to make")
     what.add_argument("--image", type=Path, help="a PNG image prompt")
     _gen_args(p)
     p.set_defaults(func=cmd_generate)
@@ -108,15 +108,16 @@ def _conn_args(p: argparse.ArgumentParser) -> None:
 
 def _gen_args(p: argparse.ArgumentParser, count: bool = True) -> None:
     if count:
-        p.add_argument("--count", type=int, default=1)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--guidance", type=float)
-    p.add_argument("--priority", type=int, default=0)
+        p.add_argument("--count", type=int, default=1, help="objects to make (default 1)")
+    p.add_argument("--seed", type=int, help="object i uses seed + i (default: random, recorded)")
+    p.add_argument("--steps", type=int, help="denoising steps (learned models)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (learned models)")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=JSON",
                    help="extra model parameter, e.g. --param overrides='{\"legs\": \"four_straight\"}'")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--format", default="ply", choices=("ply", "obj", "glb", "npz"))
+    p.add_argument("--out", type=Path, required=True, help="folder for the files and summary.json")
+    p.add_argument("--format", default="ply", choices=("ply", "obj", "glb", "npz"),
+                   help="file format (default ply; images are always PNG)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _conn_args(p)
 
