@@ -201,3 +201,19 @@ def test_interrupted_build_still_indexes_finished_shapes(tmp_path, monkeypatch):
     assert index["counts"] == {"train": {"bottle": 1}}
     monkeypatch.setattr(ds, "build_shape", real)
     assert build_dataset(tmp_path, procedural_tasks("train", ["bottle"], 3), TINY, progress=False).built == 2
+
+
+def test_stored_sdf_grid_extends_past_the_cube_so_extracted_surfaces_close(tiny_dataset):
+    import torch
+
+    from engine.geometry.marching_tets import extract_meshes
+
+    root, _ = tiny_dataset
+    for shape_id, category in (("chair-000000", "chair"), ("mug-000000", "mug")):
+        with np.load(shape_dir(root, "train", category, shape_id) / "sdf.npz") as d:
+            sdf, res, bound = d["sdf"], int(d["resolution"]), float(d["bound"])
+        assert bound > 1.0
+        # no capping: the stored values alone must give a closed surface
+        (v, f), = extract_meshes(torch.from_numpy(sdf), res, bound=bound, close=False)
+        mesh = trimesh.Trimesh(v.detach().numpy(), f.numpy(), process=True)
+        assert len(mesh.faces) > 0 and mesh.is_watertight

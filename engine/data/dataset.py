@@ -5,7 +5,8 @@ Layout (see docs/dataset.md)::
     DIR/index.json
     DIR/<split>/<category>/<shape_id>/mesh.ply      canonical-frame mesh (fitted to [-1, 1]^3)
                                      /points.npz    points f32 N×3, normals f32 N×3
-                                     /sdf.npz       sdf f32 V (tet-grid vertices of resolution R), resolution
+                                     /sdf.npz       sdf f32 V (tet-grid vertices of resolution R over
+                                                    [-bound, bound]^3), resolution, bound
                                      /renders.npz   rgba u8 B×H×W×4, c2w f32 B×4×4, polar/azimuth/radius f32 B,
                                                     fov_deg, n_fixed
                                      /meta.json     category, split, seed or source, params, captions, settings
@@ -157,7 +158,8 @@ def compute_shape_arrays(mesh: trimesh.Trimesh, settings: BuildSettings, key: st
     points, normals = sample_surface(v, f, settings.n_points, seed=_stable_seed("points", key))
     out = {"points": {"points": points.astype(np.float32), "normals": normals.astype(np.float32)},
            "sdf": {"sdf": mesh_sdf(v, f, grid_verts).astype(np.float32),
-                   "resolution": np.int32(settings.grid_res)}}
+                   "resolution": np.int32(settings.grid_res),
+                   "bound": np.float32(grid_bound(settings.grid_res))}}
     if settings.renders:
         from engine.render.renderer import render_mesh
 
@@ -240,11 +242,21 @@ def _run_in_worker(task: ShapeTask) -> dict[str, Any]:
     return build_shape(task, _WORKER["root"], _WORKER["settings"], _WORKER["grid_verts"])
 
 
+def grid_bound(resolution: int) -> float:
+    """Half side of the SDF grid: one cell wider than the canonical cube on every side.
+
+    Shapes are fitted to [-1, 1]^3 and touch its faces; on a grid that ends there the SDF
+    is ~0 at the boundary and extracted surfaces come out open, so the grid reaches one
+    cell (2/R) beyond it.
+    """
+    return 1.0 + 2.0 / resolution
+
+
 def grid_vertices(resolution: int) -> np.ndarray:
     """Tet-grid vertex positions f32 ``(R+1)^3 × 3`` (engine.geometry.tetgrid order)."""
     from engine.geometry.tetgrid import make_tet_grid
 
-    verts, _ = make_tet_grid(resolution)
+    verts, _ = make_tet_grid(resolution, bound=grid_bound(resolution))
     return verts.numpy().astype(np.float32)
 
 
