@@ -145,7 +145,11 @@ def check_task(pipeline: Pipeline, task: str) -> None:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """``[{name, available, reason, kinds, tasks}]`` for every known model (cheap: no weights loaded)."""
+    """``[{name, available, reason, kinds, tasks, ...}]`` for every known model (cheap: no weights loaded).
+
+    Extra JSON-safe fields a pipeline's ``status()`` reports (e.g. ``categories`` it can be
+    conditioned on) are passed through so clients can offer them.
+    """
     out = []
     for name in model_names():
         pipeline = get_pipeline(name)
@@ -160,7 +164,9 @@ def list_models() -> list[dict[str, Any]]:
                 supported = task in getattr(pipeline, "tasks", ())
                 tasks[task] = {"available": supported and bool(status.get("available")),
                                "reason": "" if supported else f"{name} does not support {task}"}
-        out.append({"name": name, "available": bool(status.get("available")),
-                    "reason": str(status.get("reason") or ""), "kinds": list(getattr(pipeline, "kinds", ())),
-                    "tasks": tasks})
+        entry = {k: v for k, v in status.items() if k not in ("available", "reason", "tasks")}
+        entry.update({"name": name, "available": bool(status.get("available")),
+                      "reason": str(status.get("reason") or ""), "kinds": list(getattr(pipeline, "kinds", ())),
+                      "tasks": tasks})
+        out.append(entry)
     return out
