@@ -8,7 +8,7 @@ Definitions follow the PointFlow / LION evaluation code (read for understanding,
   distance of the optimal one-to-one matching, ``min_pi (1/N) sum_i |a_i - b_pi(i)|``,
   solved exactly with ``scipy.optimize.linear_sum_assignment``. PointFlow and LION use a
   CUDA approximation of the same quantity; ours is exact on the points it is given.
-  Exact matching of 2048 points costs ~0.5 s per pair on a 2-core CPU, so set evaluation
+  Exact matching of 2048 surface points costs ~1.6 s per pair on a 2-core CPU, so set evaluation
   computes EMD on a fixed random subset of ``emd_points`` (default 512) points per shape
   (the same subset for every pair the shape takes part in). See docs/eval.md.
 - For a generated set S and a reference set R with a distance matrix D (|S|×|R|):
@@ -114,7 +114,8 @@ def emd(a: ArrayLike, b: ArrayLike) -> torch.Tensor:
     """Exact EMD between paired clouds of equal size: mean Euclidean matched distance.
 
     a, b: N×3 or B×N×3 with the same N. Returns float32 (B,) (shape () if unbatched), in
-    input units. Cost grows as N^3: ~0.013 s at N=512, ~0.5 s at N=2048 on a 2-core CPU.
+    input units. Cost grows ~N^3: for surface points ~0.04 s at N=512, ~1.6 s at N=2048
+    on a 2-core CPU (docs/eval.md).
     """
     unbatched = (a.ndim == 2)
     x, y = _to_tensor(a, "a"), _to_tensor(b, "b")
