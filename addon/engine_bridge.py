@@ -554,7 +554,7 @@ class Bridge:
 
     def _on_worker_error(self, name: str, exc: BaseException, tb: str) -> None:
         err = _error_dict(exc)
-        if not isinstance(exc, (LatentforgeError, engine_process.EngineStartError)):
+        if not isinstance(exc, LatentforgeError):
             print(tb)
         if name in ("_w_start_local", "_w_connect"):
             code = err.get("code", "")
@@ -747,11 +747,9 @@ class Bridge:
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, LatentforgeError):
-        return {"code": exc.code, "message": exc.message, "advice": exc.advice or "", "details": exc.details}
-    if isinstance(exc, engine_process.EngineStartError):
-        return {"code": "engine.start_failed", "message": exc.message, "advice": exc.advice}
-    advice = getattr(exc, "advice", "") or "See the system console for details."
-    return {"code": "addon.internal", "message": f"{type(exc).__name__}: {exc}", "advice": advice}
+        return exc.to_dict()
+    return {"code": "addon.internal", "message": f"{type(exc).__name__}: {exc}",
+            "advice": "See the system console for details."}
 
 
 def _spec_label(spec: dict) -> str:

@@ -9,7 +9,6 @@ is listening.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -20,18 +19,16 @@ import time
 from collections import deque
 from pathlib import Path
 
-# `latentforge serve` prints exactly one line "latentforge ready ADDRESS [token-file=PATH]".
-_READY = re.compile(r"^latentforge ready (\S+)(?:.*?token-file=(\S+))?")
+from ._link.client import parse_ready_line
+from ._link.errors import LatentforgeError
+
 LOG_NAME = "engine.log"
 
 
-class EngineStartError(RuntimeError):
+class EngineStartError(LatentforgeError):
     """The engine could not be started; ``advice`` says what to do."""
 
-    def __init__(self, message: str, advice: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.advice = advice
+    code = "engine.start_failed"
 
 
 def _check_engine(python: str, timeout: float = 20.0) -> str | None:
@@ -193,10 +190,11 @@ class EngineProcess:
                 with self._lock:
                     self._tail.append(line)
                 if not self._ready.is_set():
-                    match = _READY.match(line)
-                    if match:
-                        self.address, self.token_file = match.group(1), match.group(2)
-                        self._ready.set()
+                    try:
+                        self.address, self.token_file = parse_ready_line(line)
+                    except ValueError:
+                        continue
+                    self._ready.set()
             code = proc.wait()
             log.write(f"--- engine exited with code {code}\n")
         self._ready.set()  # wake wait_ready; it checks whether the process is still alive

@@ -112,12 +112,9 @@ def _build_data(name: str, msg, created: _Created) -> bpy.types.ID:
 
 def _new_result_object(name: str, data: bpy.types.ID, coll: bpy.types.Collection,
                        matrix: Matrix, created: _Created) -> bpy.types.Object:
-    if isinstance(data, bpy.types.Mesh) and not data.polygons:
-        obj = sb.new_points_object(name, data, coll, matrix)
-    elif isinstance(data, bpy.types.Mesh) or data.__class__.__name__ != "PointCloud":
-        obj = sb.new_object(name, data, coll, matrix)
-    else:
-        obj = sb.new_points_object(name, data, coll, matrix)
+    # a point cloud is a PointCloud, or (on Blender without evaluated_geometry) a mesh without faces
+    is_points = data.__class__.__name__ == "PointCloud" or (isinstance(data, bpy.types.Mesh) and not data.polygons)
+    obj = (sb.new_points_object if is_points else sb.new_object)(name, data, coll, matrix)
     created.objects.append(obj)
     return obj
 

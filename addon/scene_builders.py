@@ -1,9 +1,9 @@
 """numpy arrays -> Blender data: meshes, point clouds, images, image planes, cameras.
 
-Main thread only. Imports nothing but bpy, mathutils and numpy, so scripts (the ingest
-benchmark) can load this file on its own. Every builder checks its arrays *before* it
-creates any datablock and removes what it made if Blender refuses something halfway,
-so bad input never leaves half an object behind.
+Main thread only. Imports nothing but bpy, mathutils, numpy and (when there) the add-on's
+copy of engine/errors.py, so scripts (the ingest benchmark) can load this file on its own.
+Every builder checks its arrays *before* it creates any datablock and removes what it made
+if Blender refuses something halfway, so bad input never leaves half an object behind.
 
 Speed: large arrays go through the generic attribute API (``position``,
 ``.corner_vert``) with ``foreach_set`` on float32/int32 buffers, which copies memory in
@@ -20,14 +20,21 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+try:  # the add-on's copy of engine/errors.py
+    from ._link.errors import LatentforgeError
+except ImportError:  # this file loaded on its own (scripts/bench_ingest.py)
+    LatentforgeError = Exception
+
 PREVIEW_PROP = "latentforge_preview"
 OWNED_PROP = "latentforge_owned"  # on materials/images we made, so clean-up never deletes the user's
 POINT_RADIUS = 0.012
 _POINTS_GROUP = "Latentforge Points"
 
 
-class BadArrays(ValueError):
-    """Arrays that cannot become Blender data; carries advice for the user."""
+class BadArrays(LatentforgeError):
+    """Arrays (or an object, an image) that cannot become or come from Blender data; carries advice."""
+
+    code = "input.invalid"
 
     def __init__(self, message: str, advice: str = "") -> None:
         super().__init__(message)

@@ -23,18 +23,27 @@ _COMMAND_MODULES = (
 )
 
 
+def import_if_present(name: str):
+    """Module ``name``, or None when it (or a package above it) is not there.
+
+    A module that exists but fails to import one of *its* dependencies still raises.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if name == exc.name or name.startswith(f"{exc.name}."):
+            return None
+        raise
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentforge", description="Latentforge engine: 3D generative models for Blender.")
     parser.add_argument("--version", action="version", version=f"latentforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not (name == exc.name or name.startswith(f"{exc.name}.")):
-                raise
-            continue
-        module.register(sub)
+        module = import_if_present(name)
+        if module is not None:
+            module.register(sub)
     return parser
 
 

@@ -88,6 +88,20 @@ def _host_port(text: str, address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# `latentforge serve` prints exactly one line on stdout once it accepts connections:
+# "latentforge ready ADDRESS [token-file=PATH]". Whoever starts an engine reads it here.
+READY_PREFIX = "latentforge ready "
+
+
+def parse_ready_line(line: str) -> tuple[str, str | None]:
+    """``(address, token_file or None)`` from the engine's ready line; ``ValueError`` for any other line."""
+    parts = line[len(READY_PREFIX):].split() if line.startswith(READY_PREFIX) else []
+    if not parts:
+        raise ValueError(f"not a ready line: {line!r}")
+    token_file = next((p.split("=", 1)[1] for p in parts[1:] if p.startswith("token-file=")), None)
+    return parts[0], token_file
+
+
 class TokenUnreadable(AuthFailed):
     """The token file cannot be read (same code as a wrong token: the user fixes the same setting)."""
 

@@ -221,9 +221,6 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
-_json_default = json_default  # engine/server/jobs.py used the private name first
-
-
 def encode_header(header: Mapping[str, Any]) -> bytes:
     """Strict UTF-8 JSON for a header, space-padded so the prefix + header is 8-byte aligned."""
     try:

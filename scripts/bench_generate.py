@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", type=float, default=1.5)
     p.add_argument("--category")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)

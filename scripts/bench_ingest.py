@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_scene_builders():
-    """Load addon/scene_builders.py alone (it imports only bpy, mathutils and numpy)."""
+    """Load addon/scene_builders.py alone (it needs only bpy, mathutils and numpy)."""
     spec = importlib.util.spec_from_file_location("latentforge_scene_builders", REPO / "addon" / "scene_builders.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -11,8 +11,7 @@ Prints one JSON object:
   interleaved in the same process so machine noise hits both alike;
 - ``submit_to_progress_ms``: median time from ``submit`` to the first ``progress`` event
   on a warm engine running the procedural model (one warm-up job first), with the engine
-  started by ``latentforge serve`` in a subprocess, or, until that command exists, the
-  real server on a thread of this process (``submit_to_progress_engine`` says which).
+  started by ``latentforge serve`` in a subprocess (``submit_to_progress_engine``).
   Left out (with ``submit_to_progress_note`` saying why) when no engine can be started.
 
 Usage: ``python scripts/bench_protocol.py [--repeats 7] [--vertices 1000000] [--no-engine]``
@@ -140,73 +139,17 @@ class _SubprocessEngine:
         self.proc.stop()
 
 
-class _ThreadEngine:
-    """The real server on an event loop thread of this process (when `serve` is not wired yet).
-
-    Pessimistic: client and engine share one interpreter lock.
-    """
-
-    where = "in-process thread"
-
-    def __init__(self, tmp: str) -> None:
-        import asyncio
-        from engine.server.jobs import JobManager
-        from engine.server.server import EngineServer, ServerConfig
-        from engine.server.store import Store
-
-        self.address = os.path.join(tmp, "engine.sock")
-        self.token_file = None
-        ready = threading.Event()
-        box: dict = {}
-
-        async def run():
-            try:
-                store = Store(Path(tmp) / "data")
-                server = EngineServer(ServerConfig(socket_path=Path(self.address), private_socket_dir=False),
-                                      store, JobManager(store, "cpu"))
-                box["server"] = server
-                await server.start()
-            except BaseException as exc:
-                box["error"] = exc
-                raise
-            finally:
-                ready.set()
-            await server.serve_forever()
-
-        self.thread = threading.Thread(target=lambda: asyncio.run(run()), daemon=True)
-        self.thread.start()
-        ready.wait(120)
-        if "error" in box or "server" not in box:
-            raise RuntimeError(f"in-process engine did not start: {box.get('error')!r}")
-        self.server = box["server"]
-
-    def stop(self) -> None:
-        self.server.request_stop()
-        self.thread.join(15)
-
-
 def bench_submit_to_progress(samples: int) -> dict:
     """Start a private engine, warm it up, then time submit -> first progress event."""
     from engine.client import EngineClient
 
-    try:
-        import engine.server.cli  # noqa: F401  (registers `serve`)
-        engine_kind = _SubprocessEngine
-    except ImportError:
-        try:
-            import engine.server.server  # noqa: F401
-            engine_kind = _ThreadEngine
-        except ImportError as exc:
-            return {"submit_to_progress_note": f"engine server not available ({exc}); key left out"}
-    try:
-        from engine.data.procedural import CATEGORIES
-        category = CATEGORIES[0]
-    except Exception:
-        category = "chair"
+    from engine.data.procedural import CATEGORIES
+
+    category = CATEGORIES[0]
     tmp = tempfile.mkdtemp(prefix="lf-bench-", dir="/tmp")
     eng = client = None
     try:
-        eng = engine_kind(tmp)
+        eng = _SubprocessEngine(tmp)
         first_progress: dict[str, float] = {}
 
         def on_event(msg):

@@ -206,7 +206,7 @@ class Demo:
         bpy = self.bpy
         s = bpy.context.scene.latentforge.generate
         s.model, s.input_mode, s.category_text, s.count = model, "CATEGORY", category, 1
-        if model != "procedural" and category in self._categories(model):
+        if category in self._categories(model):
             s.category = category
         s.randomize_seed, s.seed = False, 11
         # Results are centred on the cursor (objects fit [-1, 1]^3): lift it so the shape stands on the ground.

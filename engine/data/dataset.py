@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import multiprocessing as mp
-import os
 import time
 import zlib
 from collections.abc import Iterable, Iterator
@@ -35,6 +34,7 @@ import trimesh
 
 from engine.data.errors import DatasetMismatch, DatasetNotFound, InvalidSplit
 from engine.errors import LatentforgeError
+from engine.fileio import replace_atomically
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +108,6 @@ def is_complete(folder: Path, settings: BuildSettings) -> bool:
     if meta.get("format") != FORMAT_VERSION or meta.get("settings") != settings.to_json():
         return False
     return all((folder / f).is_file() for f in meta.get("files", ["?"]))
-
-
-def _replace_atomically(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _stable_seed(*parts: object) -> int:
@@ -219,13 +208,13 @@ def build_shape(task: ShapeTask, root: str | Path, settings: BuildSettings, grid
         return {**result, "status": "skipped", "code": "internal", "reason": f"{type(exc).__name__}: {exc}",
                 "source": str(task.source or task.seed)}
     folder.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(folder / "mesh.ply", lambda fh: fh.write(trimesh.exchange.ply.export_ply(mesh, encoding="binary")))
+    replace_atomically(folder / "mesh.ply", lambda fh: fh.write(trimesh.exchange.ply.export_ply(mesh, encoding="binary")))
     for name, data in arrays.items():
-        _replace_atomically(folder / f"{name}.npz", lambda fh, d=data: np.savez(fh, **d))
+        replace_atomically(folder / f"{name}.npz", lambda fh, d=data: np.savez(fh, **d))
     meta.update({"format": FORMAT_VERSION, "shape_id": task.shape_id, "category": task.category,
                  "split": task.split, "n_vertices": int(len(mesh.vertices)), "n_faces": int(len(mesh.faces)),
                  "watertight": bool(mesh.is_watertight), "settings": settings.to_json(), "files": settings.files()})
-    _replace_atomically(folder / "meta.json", lambda fh: fh.write(json.dumps(meta, indent=1).encode()))
+    replace_atomically(folder / "meta.json", lambda fh: fh.write(json.dumps(meta, indent=1).encode()))
     return {**result, "status": "built"}
 
 
@@ -356,7 +345,7 @@ def write_index(root: str | Path, settings: BuildSettings, report: BuildReport |
              "counts": {sp: {c: len(ids) for c, ids in cats.items()} for sp, cats in splits.items()},
              "splits": splits, "shapes": shapes,
              "last_build": report.to_json() if report is not None else None}
-    _replace_atomically(root / "index.json", lambda fh: fh.write(json.dumps(index, indent=1).encode()))
+    replace_atomically(root / "index.json", lambda fh: fh.write(json.dumps(index, indent=1).encode()))
     return index
 
 
@@ -451,6 +440,6 @@ def export_shapes(out: str | Path, split: str, per_category: int, fmt: str = "pl
             mesh.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
         data = mesh.export(file_type=fmt)
         payload = data.encode() if isinstance(data, str) else data
-        _replace_atomically(path, lambda fh, b=payload: fh.write(b))
+        replace_atomically(path, lambda fh, b=payload: fh.write(b))
         written.append(path)
     return written

@@ -85,11 +85,7 @@ def _check_shape(category: str, seed: int, overrides: Any) -> None:
     from engine.data.procedural import sample_params
     if overrides is not None and not isinstance(overrides, dict):
         raise InvalidRequest(f"'overrides' must be an object of shape parameters, got {type(overrides).__name__}.")
-    try:
-        sample_params(category, seed, overrides)
-    except ModuleNotFoundError as exc:
-        raise ModelUnavailable(f"The procedural category {category!r} is not installed yet ({exc}).",
-                               details={"category": category}) from exc
+    sample_params(category, seed, overrides)
 
 
 class ProceduralPipeline:

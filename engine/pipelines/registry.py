@@ -64,11 +64,9 @@ class UnavailablePipeline:
         raise ModelUnavailable(f"Model {self.name!r} is not available: {self.reason}")
 
 
-def _extra_specs() -> dict[str, str]:
-    specs = {}
-    for item in filter(None, (s.strip() for s in os.environ.get(EXTRA_ENV, "").split(","))):
-        specs[item] = item
-    return specs
+def _extra_specs() -> list[str]:
+    """The ``module:Class`` targets in ``LATENTFORGE_EXTRA_PIPELINES``, without repeats."""
+    return list(dict.fromkeys(filter(None, (s.strip() for s in os.environ.get(EXTRA_ENV, "").split(",")))))
 
 
 def _load(target: str) -> Pipeline:

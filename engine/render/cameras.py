@@ -164,10 +164,14 @@ def c2w_to_opencv(c2w) -> np.ndarray:
     return m.astype(np.float32)
 
 
-def fov_to_focal(fov_deg: float, size: int) -> float:
-    """Focal length in pixels of a square ``size``-pixel image with full angle ``fov_deg``."""
+def _check_fov(fov_deg: float) -> None:
     if not 0 < fov_deg < 180:
         raise InvalidCamera(f"Field of view must be in (0, 180) degrees, got {fov_deg}.")
+
+
+def fov_to_focal(fov_deg: float, size: int) -> float:
+    """Focal length in pixels of a square ``size``-pixel image with full angle ``fov_deg``."""
+    _check_fov(fov_deg)
     return 0.5 * size / math.tan(math.radians(fov_deg) / 2)
 
 
@@ -185,8 +189,7 @@ def projection_matrix(fov_deg: float, near, far) -> np.ndarray:
     image has its centre at ``x = (col + 0.5) / size * 2 - 1``,
     ``y = 1 - (row + 0.5) / size * 2``.
     """
-    if not 0 < fov_deg < 180:
-        raise InvalidCamera(f"Field of view must be in (0, 180) degrees, got {fov_deg}.")
+    _check_fov(fov_deg)
     near, far = np.broadcast_arrays(_as_array(near), _as_array(far))
     if (near <= 0).any() or (far <= near).any():
         raise InvalidCamera("Clip planes need 0 < near < far.")
@@ -211,8 +214,7 @@ def fit_radius(fov_deg: float, bound_radius: float = CUBE_BOUND_RADIUS, margin: 
     With the default bound (the canonical cube's half-diagonal) nothing in [-1, 1]^3 is
     ever cut off, from any direction.
     """
-    if not 0 < fov_deg < 180:
-        raise InvalidCamera(f"Field of view must be in (0, 180) degrees, got {fov_deg}.")
+    _check_fov(fov_deg)
     return margin * bound_radius / math.sin(math.radians(fov_deg) / 2)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import LatentforgeError
+from engine.fileio import replace_atomically
 
 SOCKET_NAME = "engine.sock"
 TOKEN_NAME = "engine.token"
@@ -140,13 +141,5 @@ def check_host(host: str, allow_remote: bool) -> None:
 def write_token(path: Path) -> str:
     """Write a fresh random token to ``path`` (0600, replaced atomically) and return it."""
     token = secrets.token_urlsafe(32)
-    path = Path(path)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, token.encode("ascii") + b"\n")
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda fh: fh.write(token.encode("ascii") + b"\n"), mode=0o600)
     return token

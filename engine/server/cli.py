@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -218,15 +219,7 @@ def engine_client(args: argparse.Namespace, start: bool = True) -> Iterator[Any]
             client.close()
     finally:
         engine.stop()
-        for name in ("engine.log",):
-            try:
-                os.unlink(Path(tmp) / name)
-            except FileNotFoundError:
-                pass
-        try:
-            os.rmdir(tmp)
-        except OSError:
-            pass
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _extra_params(items: list[str]) -> dict[str, Any]:
@@ -258,6 +251,8 @@ def run_job(client: Any, spec: dict[str, Any], arrays: dict[str, Any] | None, ou
             progress: bool = True) -> dict[str, Any]:
     """Submit, follow with a progress bar, write every result and ``out/summary.json``; return the summary."""
     from tqdm import tqdm
+    from engine.client import ConnectionLost
+    from engine.errors import JobCancelled
     from engine.protocol import error_from_header
     from engine.server.export import write_result
 
@@ -273,8 +268,7 @@ def run_job(client: Any, spec: dict[str, Any], arrays: dict[str, Any] | None, ou
         while True:
             msg = client.events.get(timeout=3600)
             if msg.op == "connection" and msg.get("state") in ("lost", "closed", "failed"):
-                raise LatentforgeError("The connection to the engine was lost.", "Check the engine log and retry.",
-                                       code="connection.lost")
+                raise ConnectionLost("The connection to the engine was lost.", "Check the engine log and retry.")
             if msg.job_id != job_id:
                 continue
             now = time.perf_counter() - t0
@@ -302,7 +296,7 @@ def run_job(client: Any, spec: dict[str, Any], arrays: dict[str, Any] | None, ou
             elif msg.op == "error":
                 raise error_from_header(msg.header)
             elif msg.op == "cancelled":
-                raise LatentforgeError(f"Job {job_id} was cancelled.", code="job.cancelled")
+                raise JobCancelled(f"Job {job_id} was cancelled.")
     except KeyboardInterrupt:
         try:
             client.cancel(job_id, timeout=5)
@@ -338,6 +332,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from engine.client import READY_PREFIX
     from engine.device import resolve_device
     from engine.server.jobs import JobManager
     from engine.server.server import EngineServer, ServerConfig
@@ -372,7 +367,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.request_stop)
         log.info("serving on %s (device %s, data %s)", where, device, data_dir)
-        print(f"latentforge ready {where}", flush=True)
+        print(f"{READY_PREFIX}{where}", flush=True)
         await server.serve_forever()
         log.info("stopped")
 
@@ -421,15 +416,9 @@ def cmd_populate(args: argparse.Namespace) -> int:
 def cmd_refine(args: argparse.Namespace) -> int:
     """`latentforge refine`: the mesh travels as arrays ``vertices``/``faces`` (params ``input: "mesh"``)."""
     import numpy as np
-    try:
-        from engine.data.meshio import load_mesh
-    except ImportError:
-        load_mesh = None
-    if load_mesh is not None:
-        mesh = load_mesh(args.input)
-    else:
-        import trimesh
-        mesh = trimesh.load(args.input, force="mesh")
+    from engine.data.meshio import load_mesh
+
+    mesh = load_mesh(args.input)
     arrays = {"vertices": np.asarray(mesh.vertices, dtype=np.float32),
               "faces": np.asarray(mesh.faces, dtype=np.int32)}
     params = _common_params(args)

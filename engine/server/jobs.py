@@ -195,11 +195,10 @@ def check_results(results: Any) -> list[Result]:
             raise PipelineFailed(f"Result {i} ({r.kind}) lacks array(s) {', '.join(sorted(missing))}.")
         _check_shapes(i, r.kind, arrays)
         try:
-            json.dumps(r.meta, allow_nan=False, default=protocol._json_default)
+            meta_json = json.dumps(r.meta, allow_nan=False, default=protocol.json_default)
         except (TypeError, ValueError) as exc:
             raise PipelineFailed(f"Result {i}: meta is not JSON-safe ({exc}).") from None
-        meta = json.loads(json.dumps(r.meta, default=protocol._json_default))
-        out.append(Result(r.kind, arrays, meta))
+        out.append(Result(r.kind, arrays, json.loads(meta_json)))
     return out
 
 

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from engine.client import parse_ready_line
 from engine.errors import LatentforgeError
-
-READY_PREFIX = "latentforge ready "
 
 
 class EngineStartFailed(LatentforgeError):
@@ -28,15 +27,6 @@ class EngineStartFailed(LatentforgeError):
 
     code = "engine.start_failed"
     advice = "Run `latentforge serve` yourself to see why, or connect to a running engine with --connect."
-
-
-def parse_ready_line(line: str) -> tuple[str, str | None]:
-    """``(address, token_file or None)`` from a ready line."""
-    if not line.startswith(READY_PREFIX):
-        raise ValueError(f"not a ready line: {line!r}")
-    parts = line[len(READY_PREFIX):].split()
-    token_file = next((p.split("=", 1)[1] for p in parts[1:] if p.startswith("token-file=")), None)
-    return parts[0], token_file
 
 
 class EngineProcess:

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from engine.errors import LatentforgeError
+from engine.fileio import replace_atomically
 
 FINAL_STATES = ("finished", "failed", "cancelled")
 STATES = ("queued", "running") + FINAL_STATES
@@ -207,16 +208,17 @@ class Store:
             os.utime(path)
             return sha, path.stat().st_size
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f"{sha}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+
+        def write(out) -> None:
+            with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
                 for name, arr in canon.items():
                     info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_EPOCH)
                     with zf.open(info, "w", force_zip64=True) as fh:
                         np.lib.format.write_array(fh, arr, allow_pickle=False)
-            os.replace(tmp, path)
+
+        try:
+            replace_atomically(path, write)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StoreError(f"Cannot write a result file in {self.blob_dir}: {exc.strerror}.") from exc
         return sha, path.stat().st_size
 

@@ -61,6 +61,10 @@ class DiffusionConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
+    # Sampling starts at this fraction of the schedule (from pure noise). With epsilon
+    # prediction and the cosine schedule, alpha_bar < 0.02 above ~0.9: there an x0 estimate
+    # is eps error / 0.1 or worse, and short-trained priors overshoot (samples too large).
+    sample_t_max: float = 0.9
 
 
 @dataclass

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt", required=True, type=Path)
     p.add_argument("--per-category", type=int, default=16)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", type=float, default=1.5)
     p.add_argument("--categories")
     p.add_argument("--floor", action="store_true")
     p.add_argument("--no-emd", action="store_true")

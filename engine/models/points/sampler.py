@@ -29,8 +29,10 @@ def sample_scheduler(cfg: DiffusionConfig, kind: str = "dpmsolver++"):
     common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                   prediction_type=cfg.prediction_type)
     if kind == "dpmsolver++":
+        # lambda_min_clipped: the cosine schedule's last steps have alpha_bar ~ 1e-10, where the
+        # data prediction x0 = (x - sigma eps) / alpha explodes; diffusers' documented fix.
         return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
-                                           lower_order_final=True, **common)
+                                           lower_order_final=True, lambda_min_clipped=-5.1, **common)
     if kind == "ddim":
         return DDIMScheduler(clip_sample=False, set_alpha_to_one=True, **common)
     if kind == "ddpm":
@@ -48,11 +50,27 @@ class Hooks:
     preview_points: int = 512
 
 
+X0_CLIP = 5.0   # latents are normalized per channel, so |x0| > 5 is never data
+
+
 def _x0(scheduler, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     a = scheduler.alphas_cumprod.to(x_t.device)[t.long()].float()
     while a.dim() < x_t.dim():
         a = a.unsqueeze(-1)
-    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    return ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-X0_CLIP, X0_CLIP)
+
+
+def _clip_eps(scheduler, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The epsilon whose x0 estimate is clipped to the latent range.
+
+    At high noise a small error of eps becomes a huge x0 error (divided by sqrt(alpha_bar));
+    clipping x0 and re-deriving eps keeps every scheduler (DPM-Solver++, DDIM) stable.
+    """
+    a = scheduler.alphas_cumprod.to(x_t.device)[t.long()].float()
+    while a.dim() < x_t.dim():
+        a = a.unsqueeze(-1)
+    x0 = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-X0_CLIP, X0_CLIP)
+    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
 class LatentSampler:
@@ -87,12 +105,16 @@ class LatentSampler:
         return eu + guidance * (ec - eu)
 
     def _timesteps(self, sched, steps: int, strength: float):
-        """Timesteps to run for SDEdit ``strength`` (1 = all of them) and the start index."""
-        sched.set_timesteps(steps, device=self.device)
+        """The ``steps`` timesteps that run from noise level ``strength`` × ``sample_t_max``.
+
+        The schedule is laid out over ``steps / level`` steps and only its last ``steps`` run,
+        so the user's step count is what runs whatever the strength (SDEdit).
+        """
+        level = max(1e-3, strength * self.model.cfg.diffusion.sample_t_max)
+        total = max(steps, int(round(steps / level)))
+        sched.set_timesteps(total, device=self.device)
         ts = sched.timesteps
-        n_run = min(steps, max(0, int(round(steps * strength))))
-        start = len(ts) - n_run * getattr(sched, "order", 1) if n_run < steps else 0
-        start = max(0, min(start, len(ts)))
+        start = max(0, len(ts) - steps)
         if start and hasattr(sched, "set_begin_index"):
             sched.set_begin_index(start)
         return ts[start:]
@@ -129,11 +151,12 @@ class LatentSampler:
 
         sched = sample_scheduler(m.cfg.diffusion, sampler)
         ts = self._timesteps(sched, steps, strength if z_init is not None else 1.0)
+        # From pure noise the first timestep's tiny signal (sqrt(alpha_bar) ~ 0.15) is neglected.
         z = z_noise if z_noise is not None else torch.randn(b, D, device=dev, generator=generator)
         if z_init is not None and strength < 1.0:
             z = sched.add_noise(z_init, z, ts[:1].repeat(b))
         for t in ts:
-            eps = self._eps_global(z, t, cond, null, guidance)
+            eps = _clip_eps(sched, z, self._eps_global(z, t, cond, null, guidance), t.expand(b))
             z = sched.step(eps, t, z).prev_sample
             k += 1
             if hooks.step:
@@ -145,7 +168,7 @@ class LatentSampler:
         if h_init is not None and strength < 1.0:
             h = sched.add_noise(h_init, h, ts[:1].repeat(b))
         for i, t in enumerate(ts):
-            eps = self._eps_points(h, t, z, cond, null, guidance)
+            eps = _clip_eps(sched, h, self._eps_points(h, t, z, cond, null, guidance), t.expand(b))
             if hooks.preview and hooks.want_preview and i < len(ts) - 1 and hooks.want_preview(k + 1):
                 x0 = _x0(sched, h, eps, t.expand(b))
                 hooks.preview(self.decode(z, x0, hooks.preview_points, generator), "points")
@@ -171,8 +194,7 @@ class LatentSampler:
         clean global latent, mirroring how they are generated.
         """
         sched = sample_scheduler(self.model.cfg.diffusion, "ddim")
-        sched.set_timesteps(steps, device=self.device)
-        ts = list(reversed(sched.timesteps))
+        ts = list(reversed(self._timesteps(sched, steps, 1.0)))   # the timesteps `run` samples with
         ac = sched.alphas_cumprod.to(self.device)
         null = self.model.cond.null.expand_as(cond)
 
