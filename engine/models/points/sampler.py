@@ -111,6 +111,8 @@ class LatentSampler:
         so the user's step count is what runs whatever the strength (SDEdit).
         """
         level = max(1e-3, strength * self.model.cfg.diffusion.sample_t_max)
+        # More steps than training timesteps below the start level cannot run: cap them.
+        steps = max(1, min(steps, int(self.model.cfg.diffusion.num_train_timesteps * level)))
         total = max(steps, int(round(steps / level)))
         sched.set_timesteps(total, device=self.device)
         ts = sched.timesteps
