@@ -68,6 +68,24 @@ class InvalidMesh(LatentforgeError):
     advice = "Check the mesh in Blender (Mesh > Clean Up) or pick another object."
 
 
+class EmptyMesh(InvalidMesh):
+    """A mesh or point set has nothing to work with: no vertices, no faces, or zero area.
+
+    One code for every layer (loading, geometry, evaluation, refine input); layers
+    subclass it only to give advice that fits their context.
+    """
+
+    code = "mesh.empty"
+    advice = "Pick an object or file that has faces with some area (not only points or lines)."
+
+
+class NonFiniteMesh(InvalidMesh):
+    """Coordinates (or values computed from them) contain NaN or infinity."""
+
+    code = "mesh.non_finite"
+    advice = "Fix the mesh (Blender: Mesh > Clean Up) or re-export it; coordinates must be finite numbers."
+
+
 class JobCancelled(LatentforgeError):
     """Raised inside a pipeline when its job was cancelled; not an error for the user."""
 

@@ -105,7 +105,7 @@ def test_folder_layouts_give_ids_and_categories(tmp_path: Path):
     assert folder.ids == ["chair/0", "chair/2", "table/0", "table/1"]
     assert folder.categories == ["chair", "chair", "table", "table"]
     assert folder.points.shape == (4, 512, 3)
-    assert folder.skipped["chair/1"]["code"] == "eval.nonfinite"
+    assert folder.skipped["chair/1"]["code"] == "mesh.non_finite"
     with pytest.raises(UnreadableShapeFile):
         read_points(batches / "chair.npz", 512)
     with pytest.raises(NoShapes):
@@ -131,7 +131,7 @@ def test_eval_points_json_per_category_and_skips(tmp_path: Path, capsys):
     assert 0 <= result["1nna_cd"] <= 1 and 0 <= result["cov_emd"] <= 1
     assert result["n_generated"] == 8 and result["n_reference"] == 8
     assert set(result["skipped"]["generated"]) == {"chair/broken", "chair/nan"}
-    assert result["skipped"]["generated"]["chair/nan"]["code"] == "eval.nonfinite"
+    assert result["skipped"]["generated"]["chair/nan"]["code"] == "mesh.non_finite"
     assert set(result["per_category"]) == {"chair", "table"}
     assert result["per_category"]["chair"]["n_generated"] == 4
 
@@ -172,7 +172,7 @@ def test_eval_classify_scores_folder_names(tmp_path: Path, capsys):
     assert result["n_files"] == 7 and result["n_scored"] == 6
     assert result["per_file"]["unknown/blob"]["label"] in result["categories"]
     assert "correct" not in result["per_file"]["unknown/blob"]
-    assert result["skipped"]["mug/empty"]["code"] == "eval.empty_shape"
+    assert result["skipped"]["mug/empty"]["code"] == "mesh.empty"
     scored = [v for v in result["per_file"].values() if "correct" in v]
     assert result["accuracy"] == pytest.approx(np.mean([v["correct"] for v in scored]))
     assert result["accuracy"] >= 5 / 6

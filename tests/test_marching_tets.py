@@ -255,7 +255,7 @@ def test_bad_inputs_raise_typed_errors(grid):
     bad[5] = float("nan")
     with pytest.raises(NonFiniteGeometry) as e:
         marching_tetrahedra(verts, tets, bad)
-    assert e.value.code == "geometry.non_finite"
+    assert e.value.code == "mesh.non_finite"
 
 
 @pytest.mark.cuda

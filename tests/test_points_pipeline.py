@@ -127,8 +127,8 @@ def _bad_inputs():
     nan["vertices"][0, 0] = np.nan
     return [
         ({}, "points.refine_input_missing"),
-        ({"vertices": np.zeros((8, 3), np.float32), "faces": np.zeros((0, 3), np.int32)}, "geometry.empty_mesh"),
-        (nan, "geometry.non_finite"),
+        ({"vertices": np.zeros((8, 3), np.float32), "faces": np.zeros((0, 3), np.int32)}, "mesh.empty"),
+        (nan, "mesh.non_finite"),
         ({"points": np.ones((1, 3), np.float32)}, "points.degenerate_input"),
         ({"points": np.ones((50, 3), np.float32)}, "points.degenerate_input"),
         ({"vertices": np.zeros((3, 3), np.float32), "faces": np.array([[0, 1, 2]], np.int32)}, "points.degenerate_input"),

@@ -94,7 +94,7 @@ def test_bad_input_raises_typed_errors(sphere):
     p = np.zeros((3, 3))
     with pytest.raises(EmptyMesh) as e:
         mesh_sdf(np.zeros((0, 3)), np.zeros((0, 3), dtype=int), p)
-    assert e.value.code == "geometry.empty_mesh" and isinstance(e.value, InvalidMesh) and e.value.advice
+    assert e.value.code == "mesh.empty" and isinstance(e.value, InvalidMesh) and e.value.advice
     v = sphere.vertices.copy()
     v[3] = np.nan
     with pytest.raises(NonFiniteGeometry):

@@ -6,6 +6,7 @@ Codes are listed in docs/errors.md under "Data". Mesh problems subclass
 
 from __future__ import annotations
 
+from engine import errors as core
 from engine.errors import InvalidMesh, InvalidRequest, LatentforgeError
 
 
@@ -44,17 +45,15 @@ class MeshUnreadable(InvalidMesh):
     advice = "Export the mesh again as OBJ, PLY, STL, OFF or GLB (File > Export in Blender)."
 
 
-class EmptyMesh(InvalidMesh):
+class EmptyMesh(core.EmptyMesh):
     """The file holds no usable triangles (no faces, only points, or only zero-area faces)."""
 
-    code = "mesh.empty"
     advice = "The file has no surface to learn from; check that it contains faces, not only points or lines."
 
 
-class NonFiniteMesh(InvalidMesh):
+class NonFiniteMesh(core.NonFiniteMesh):
     """Vertex coordinates contain NaN or infinity."""
 
-    code = "mesh.non_finite"
     advice = "Fix the exporter or the mesh (Mesh > Clean Up in Blender); coordinates must be finite numbers."
 
 

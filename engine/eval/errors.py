@@ -5,6 +5,7 @@ Every class has a stable ``code`` (listed in docs/errors.md under "Eval") and ad
 
 from __future__ import annotations
 
+from engine import errors as core
 from engine.errors import InvalidMesh, InvalidRequest, LatentforgeError, ModelUnavailable
 
 
@@ -16,17 +17,15 @@ class UnreadableShapeFile(InvalidMesh):
               "re-export the file from Blender if it is damaged.")
 
 
-class EmptyShape(InvalidMesh):
+class EmptyShape(core.EmptyMesh):
     """A file holds no points, or a mesh whose faces have no area to sample from."""
 
-    code = "eval.empty_shape"
     advice = "Check that the file contains geometry (Blender: Mesh > Clean Up > Delete Loose)."
 
 
-class NonFiniteShape(InvalidMesh):
+class NonFiniteShape(core.NonFiniteMesh):
     """A file has NaN or infinite coordinates."""
 
-    code = "eval.nonfinite"
     advice = "Remove or fix the NaN/inf vertices (they usually come from a failed generation or export)."
 
 

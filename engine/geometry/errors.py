@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+from engine import errors as core
 from engine.errors import InvalidMesh, InvalidRequest
 
 
-class EmptyMesh(InvalidMesh):
+class EmptyMesh(core.EmptyMesh):
     """A mesh has no vertices, no faces, or only zero-area faces where area is needed."""
 
-    code = "geometry.empty_mesh"
     advice = ("The mesh has nothing to work with (no vertices, no faces or zero surface area). "
               "Pick an object with faces, or apply its modifiers first.")
 
 
-class NonFiniteGeometry(InvalidMesh):
+class NonFiniteGeometry(core.NonFiniteMesh):
     """Vertex coordinates, query points or SDF values contain NaN or infinity."""
 
-    code = "geometry.non_finite"
     advice = ("Some coordinates are NaN or infinite. In Blender use Mesh > Clean Up > Delete Loose / "
               "Merge by Distance, or re-export the mesh.")
 
