@@ -45,6 +45,8 @@ def _load_script(name: str):
     return module
 
 
+POINTS_CKPT_ENV = "LATENTFORGE_POINTS_CHECKPOINT"  # engine/pipelines/points.py CHECKPOINT_ENV
+
 # ------------------------------------------------------------------------------ fixtures
 
 @pytest.fixture(scope="module")
@@ -71,8 +73,13 @@ def lf(ext_zip):
 
 @pytest.fixture(scope="module")
 def bridge(lf, tmp_path_factory):
-    """An engine started from the preferences, with only the built-in models."""
+    """An engine started from the preferences, with no learned model installed.
+
+    The points checkpoint is pointed at an empty folder so the "no model can refine"
+    states are tested whether or not a checkpoint ships; ``plugged`` brings it back.
+    """
     os.environ.pop("LATENTFORGE_EXTRA_PIPELINES", None)
+    os.environ[POINTS_CKPT_ENV] = str(tmp_path_factory.mktemp("no-points-checkpoint"))
     prefs = bpy.context.preferences.addons[MODULE].preferences
     prefs.mode = "LOCAL"
     prefs.python_path = sys.executable
@@ -86,9 +93,11 @@ def bridge(lf, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plugged(lf, bridge):
-    """Restart the engine (Restart button) with the refine/views test pipelines plugged in."""
-    saved = {k: os.environ.get(k) for k in ("LATENTFORGE_EXTRA_PIPELINES", "PYTHONPATH")}
+    """Restart the engine (Restart button) with the refine/views test pipelines plugged in
+    and the shipped points checkpoint (if any) installed."""
+    saved = {k: os.environ.get(k) for k in ("LATENTFORGE_EXTRA_PIPELINES", "PYTHONPATH", POINTS_CKPT_ENV)}
     os.environ["LATENTFORGE_EXTRA_PIPELINES"] = TEST_PIPELINES
+    os.environ.pop(POINTS_CKPT_ENV, None)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), saved["PYTHONPATH"]]))
     assert bpy.ops.latentforge.engine_start(restart=True) == {"FINISHED"}
     assert run_timers(lf, lambda: bridge.state == "connected" and not bridge.busy
@@ -483,7 +492,8 @@ def test_views_from_object_planes_and_cameras(lf, plugged):
         assert plane["latentforge_view"] in range(4)
 
 
-def test_points_model_generate_and_refine(lf, bridge):
+def test_points_model_generate_and_refine(lf, plugged):
+    bridge = plugged
     points = next(m for m in bridge.models if m["name"] == "points")
     if not points["available"]:
         pytest.skip(f"the learned points model is not installed: {points['reason']}")
