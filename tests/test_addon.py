@@ -79,6 +79,7 @@ def bridge(lf, tmp_path_factory):
     states are tested whether or not a checkpoint ships; ``plugged`` brings it back.
     """
     os.environ.pop("LATENTFORGE_EXTRA_PIPELINES", None)
+    saved_ckpt = os.environ.get(POINTS_CKPT_ENV)
     os.environ[POINTS_CKPT_ENV] = str(tmp_path_factory.mktemp("no-points-checkpoint"))
     prefs = bpy.context.preferences.addons[MODULE].preferences
     prefs.mode = "LOCAL"
@@ -88,7 +89,12 @@ def bridge(lf, tmp_path_factory):
     assert bpy.ops.latentforge.engine_start() == {"FINISHED"}
     assert run_timers(lf, lambda: b.state in ("connected", "error"), timeout=120), b.state
     assert b.state == "connected", b.problem
-    return b
+    yield b
+    # later test modules (in this pytest process) must see the shipped checkpoint again
+    if saved_ckpt is None:
+        os.environ.pop(POINTS_CKPT_ENV, None)
+    else:
+        os.environ[POINTS_CKPT_ENV] = saved_ckpt
 
 
 @pytest.fixture(scope="module")
