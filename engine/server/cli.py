@@ -278,7 +278,7 @@ def run_job(client: Any, spec: dict[str, Any], arrays: dict[str, Any] | None, ou
                 if bar.total != msg.get("total"):
                     bar.total = max(1, msg.get("total") or 1)
                 bar.n = msg.get("step") or 0
-                bar.set_description(msg.get("stage") or "")
+                bar.set_description(msg.get("stage") or "", refresh=False)
                 bar.refresh()
             elif msg.op == "preview":
                 if t_preview is None:
