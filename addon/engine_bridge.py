@@ -800,6 +800,25 @@ def tick() -> float:
     return BRIDGE.tick()
 
 
+def run_until(until: Callable[[], bool], timeout: float,
+              every: Callable[[], None] | None = None) -> bool:
+    """Drive the bridge's timer by hand until ``until()`` is true; False after ``timeout`` s.
+
+    Blender run headless (``blender -b``, bpy as a module) has no event loop, so timers
+    never fire: scripts and tests that use the add-on there call this instead. ``every``
+    runs after each tick (e.g. to sample the scene).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        delay = tick()
+        if every is not None:
+            every()
+        if until():
+            return True
+        time.sleep(min(delay, 0.02))
+    return False
+
+
 def _at_exit() -> None:
     # Blender does not unregister add-ons when it quits; the engine runs in its own session
     # (so a Ctrl+C in Blender's terminal does not kill it mid-write) and must be stopped here.

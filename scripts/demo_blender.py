@@ -71,17 +71,8 @@ class Demo:
 
     def run_timers(self, until, timeout: float, every=None) -> bool:
         """Headless Blender has no event loop: call the add-on's registered timer ourselves."""
-        tick = self.lf.engine_bridge.tick
-        assert self.bpy.app.timers.is_registered(tick)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            delay = tick()
-            if every is not None:
-                every()
-            if until():
-                return True
-            time.sleep(min(delay, 0.02))
-        return False
+        assert self.bpy.app.timers.is_registered(self.lf.engine_bridge.tick)
+        return self.lf.engine_bridge.run_until(until, timeout, every)
 
     def start_engine(self, data_dir: Path) -> None:
         prefs = self.bpy.context.preferences.addons[MODULE].preferences

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -118,17 +117,8 @@ def plugged(lf, bridge):
 
 def run_timers(lf, until, timeout: float = 60.0, every=None) -> bool:
     """Call the registered timer function until ``until()`` is true; False on timeout."""
-    tick = lf.engine_bridge.tick
-    assert bpy.app.timers.is_registered(tick)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        delay = tick()
-        if every is not None:
-            every()
-        if until():
-            return True
-        time.sleep(min(delay, 0.02))
-    return False
+    assert bpy.app.timers.is_registered(lf.engine_bridge.tick)
+    return lf.engine_bridge.run_until(until, timeout, every)
 
 
 def wait_jobs(lf, bridge, jobs, timeout=120.0, every=None):
