@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +179,83 @@ def test_ddim_inversion_roundtrip_and_interpolation():
     assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
     out = interpolate(s, x[0], x[1], 3, steps=5, n_points=64)
     assert out.shape == (3, 64, 3) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_model_output_converts_to_epsilon_and_x0(prediction_type):
+    from engine.models.points.config import DiffusionConfig
+    from engine.models.points.sampler import eps_and_x0, train_scheduler
+    sched = train_scheduler(DiffusionConfig(prediction_type=prediction_type))
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(4, 8, 3, generator=g).clamp(-3, 3), torch.randn(4, 8, 3, generator=g)
+    t = torch.tensor([0, 10, 500, 990])
+    a = sched.alphas_cumprod[t].view(-1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    out = a.sqrt() * eps - (1 - a).sqrt() * x0 if prediction_type == "v_prediction" else eps
+    e, x = eps_and_x0(sched, xt, out, t)
+    # Far into the schedule epsilon-prediction cannot recover x0 to this precision (divides by sqrt(a)).
+    ok = slice(None) if prediction_type == "v_prediction" else slice(0, 3)
+    assert torch.allclose(x[ok], x0[ok], atol=1e-3) and torch.allclose(e[ok], eps[ok], atol=1e-2)
+
+
+def test_v_prediction_min_snr_training_validates_and_keeps_best(tmp_path):
+    tr = _trainer(tmp_path, vae_iters=5, prior_iters=6, min_snr_gamma=5.0, val_every_s=1e9, val_per_category=4,
+                  val_steps=3)
+    tr.cfg.diffusion.prediction_type = "v_prediction"
+    tr.cfg.diffusion.timestep_spacing = "trailing"
+    tr.cfg.diffusion.sample_t_max = 1.0
+    tr.train_vae()
+    tr.train_prior()
+    log = (tmp_path / "state" / "log.jsonl").read_text()
+    assert '"val_1nna_cd"' in log
+    best = PointsModel.load(tmp_path / "state" / "best")
+    assert best.cfg.diffusion.prediction_type == "v_prediction"
+    s = LatentSampler(best)
+    out = s.run(s.condition(torch.tensor([0, 1])), n_points=128, steps=3, guidance=1.5,
+                generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 128, 3) and torch.isfinite(out).all()
+
+
+def test_remove_outliers_drops_stray_points_and_keeps_the_count():
+    from engine.models.points.cleanup import remove_outliers
+    g = torch.Generator().manual_seed(0)
+    surf = torch.nn.functional.normalize(torch.randn(2, 1000, 3, generator=g), dim=-1)
+    stray = torch.nn.functional.normalize(torch.randn(2, 20, 3, generator=g), dim=-1) * 1.6
+    pts = torch.cat([surf, stray], 1)
+    out = remove_outliers(pts, 900, k=8, std_ratio=1.5, generator=g)
+    assert out.shape == (2, 900, 3)
+    r = out.norm(dim=-1)
+    assert (r < 1.01).all()                      # every stray point is gone
+    assert len(torch.unique(out[0], dim=0)) == 900
+    # more asked than inliers exist: the least sparse outliers fill up, no error
+    assert remove_outliers(pts, 1020, k=8).shape == (2, 1020, 3)
+
+
+def test_decode_cleanup_follows_the_config():
+    sets = primitive_sets()
+    cfg = tiny_config(sets.categories)
+    cfg.cleanup.enabled = True
+    s = LatentSampler(PointsModel(cfg).eval())
+    z = torch.randn(2, cfg.vae.global_dim)
+    h = torch.randn(2, cfg.vae.n_latent_points, 3 + cfg.vae.point_feat_dim)
+    assert s.decode(z, h, 200).shape == (2, 200, 3)
+    assert s.decode(z, h, 200, clean=False).shape == (2, 200, 3)
+
+
+def test_joint_stage_trains_everything_and_resumes(tmp_path):
+    tr = _trainer(tmp_path, vae_iters=5, prior_iters=5, joint_iters=4, joint_batch=4, val_every_s=0)
+    tr.train_vae()
+    tr.train_prior()
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    tr.train_joint()
+    after = tr.model.state_dict()
+    for prefix in ("vae.encoder.", "vae.decoder.", "point_prior.", "global_prior."):
+        assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(prefix)), prefix
+    assert json.loads((tmp_path / "state" / "joint.json").read_text())["step"] == 4
+    tr2 = _trainer(tmp_path, vae_iters=5, prior_iters=5, joint_iters=6, joint_batch=4, val_every_s=0)
+    tr2.load_model_if_any()
+    tr2.train_joint(resume=True)
+    assert json.loads((tmp_path / "state" / "joint.json").read_text())["step"] == 6
+    out = LatentSampler(PointsModel.load(tmp_path / "ckpt")).run(torch.zeros(1, tr.cfg.cond.cond_dim), n_points=64,
+                                                                 steps=2, guidance=1.0)
+    assert torch.isfinite(out).all()

@@ -16,7 +16,8 @@ def register_train(train_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder, or `procedural`")
     p.add_argument("--out", required=True, help="checkpoint folder to write (config.json, model.safetensors)")
     p.add_argument("--config", help="JSON file: {\"model\": {...PointsConfig}, \"train\": {...TrainConfig}}")
-    p.add_argument("--stage", choices=("vae", "prior", "all"), default="all")
+    p.add_argument("--stage", choices=("vae", "prior", "joint", "all"), default="all",
+                   help="all: vae, then prior, then joint when the config gives it joint_iters > 0")
     p.add_argument("--resume", action="store_true", help="continue from <state> where a stage stopped")
     p.add_argument("--state", help="folder for resumable training state (default: <out>/../<name>-state)")
     p.add_argument("--categories", help="comma-separated categories (default: all available)")
@@ -55,7 +56,8 @@ def _run(args: argparse.Namespace) -> int:
         cats = args.categories.split(",") if args.categories else available_categories()
         cache = state / "data"
         train = load_procedural(cats, "train", args.shapes_per_category, cache=cache)
-        val = load_procedural(cats, "val", max(4, tcfg.val_shapes // max(1, len(cats))), cache=cache)
+        val = load_procedural(cats, "val", max(4, tcfg.val_per_category, tcfg.val_shapes // max(1, len(cats))),
+                              cache=cache)
     else:
         cats = args.categories.split(",") if args.categories else None
         train = load_dataset_dir(args.data, "train", cats, n_points=cfg.n_points)
@@ -77,6 +79,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.stage == "prior" or (args.resume and trainer.has_state("vae")):
             if not trainer.load_model_if_any(vae_only=True):
                 raise SystemExit(f"no trained VAE in {out}; run --stage vae first")
-        trainer.train_prior(resume=args.resume)
+        prior_done = False
+        if args.resume and trainer.has_state("prior"):
+            prior_done = json.loads((state / "prior.json").read_text()).get("done", False)
+        if args.stage == "prior" or not prior_done:
+            trainer.train_prior(resume=args.resume)
+    if args.stage == "joint" or (args.stage == "all" and tcfg.joint_iters > 0):
+        if not trainer.load_model_if_any():
+            raise SystemExit(f"no trained model in {out}; run the vae and prior stages first")
+        trainer.train_joint(resume=args.resume)
     print(f"model written to {out}")
     return 0

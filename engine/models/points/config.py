@@ -60,11 +60,24 @@ class CondConfig:
 class DiffusionConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    prediction_type: str = "epsilon"
+    prediction_type: str = "epsilon"    # or "v_prediction" (sound at the last, zero-signal timesteps)
+    # Timestep spacing of the sampling schedulers (diffusers' names); "trailing" starts at the
+    # last training timestep, which v-prediction can denoise from pure noise.
+    timestep_spacing: str | None = None
     # Sampling starts at this fraction of the schedule (from pure noise). With epsilon
     # prediction and the cosine schedule, alpha_bar < 0.02 above ~0.9: there an x0 estimate
     # is eps error / 0.1 or worse, and short-trained priors overshoot (samples too large).
-    sample_t_max: float = 0.9
+    sample_t_max: float = 0.9           # 1.0 for v-prediction: no part of the schedule is skipped
+
+
+@dataclass
+class CleanupConfig:
+    """Stray-point removal after decoding (``cleanup.remove_outliers``)."""
+
+    enabled: bool = False
+    oversample: float = 1.25        # decode this many times the requested points, then drop outliers
+    k: int = 16
+    std_ratio: float = 1.5
 
 
 @dataclass
@@ -74,6 +87,7 @@ class PointsConfig:
     point_prior: PointPriorConfig = field(default_factory=PointPriorConfig)
     cond: CondConfig = field(default_factory=CondConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     n_points: int = 2048            # points per training shape
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +100,7 @@ class PointsConfig:
                    point_prior=_from_dict(PointPriorConfig, d.get("point_prior")),
                    cond=_from_dict(CondConfig, d.get("cond")),
                    diffusion=_from_dict(DiffusionConfig, d.get("diffusion")),
+                   cleanup=_from_dict(CleanupConfig, d.get("cleanup")),
                    n_points=int(d.get("n_points", 2048)))
 
     def save(self, path: str | Path) -> None:

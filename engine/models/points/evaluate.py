@@ -31,7 +31,7 @@ def reference_points(category: str, split: str, n: int, n_points: int = 2048, of
 
 @torch.no_grad()
 def sample_category(model, category: str, n: int, steps: int, guidance: float, seed: int,
-                    sampler: str = "dpmsolver++", batch: int = 16) -> tuple[np.ndarray, float]:
+                    sampler: str = "dpmsolver++", batch: int = 16, clean: bool | None = None) -> tuple[np.ndarray, float]:
     """``n`` conditioned samples (n×2048×3) and the seconds per shape."""
     from .sampler import LatentSampler
     s = LatentSampler(model)
@@ -41,7 +41,8 @@ def sample_category(model, category: str, n: int, steps: int, guidance: float, s
         b = min(batch, n - b0)
         g = torch.Generator().manual_seed(seed + b0)
         cond = s.condition(torch.full((b,), cid, dtype=torch.long))
-        out.append(s.run(cond, n_points=2048, steps=steps, guidance=guidance, sampler=sampler, generator=g).cpu().numpy())
+        out.append(s.run(cond, n_points=2048, steps=steps, guidance=guidance, sampler=sampler, generator=g,
+                         clean=clean).cpu().numpy())
     return np.concatenate(out), (time.perf_counter() - t0) / n
 
 
@@ -60,21 +61,25 @@ def reconstruction_chamfer(model, pts: np.ndarray) -> float:
 
 
 def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float, categories: list[str] | None,
-             floor: bool, emd: bool, seed: int, samples_out: Path | None, log=print) -> dict:
+             floor: bool, emd: bool, seed: int, samples_out: Path | None, log=print,
+             split: str = "test", clean: bool | None = None) -> dict:
     from engine.eval.metrics import compute_all_metrics
 
     from .model import PointsModel
     model = PointsModel.load(ckpt)
     cats = categories or list(model.cfg.cond.categories)
     result: dict = {"checkpoint": str(ckpt), "steps": steps, "guidance": guidance, "per_category": per_category,
+                    "reference_split": split, "cleanup": model.cfg.cleanup.enabled if clean is None else clean,
                     "categories": {}}
     all_samples, all_labels = [], []
     for c in cats:
         t0 = time.perf_counter()
-        ref = reference_points(c, "test", per_category)
-        samples, sec = sample_category(model, c, per_category, steps, guidance, seed)
+        ref = reference_points(c, split, per_category)
+        samples, sec = sample_category(model, c, per_category, steps, guidance, seed, clean=clean)
         m = compute_all_metrics(samples, ref, use_emd=emd, seed=seed)
         row = {"sample": m, "seconds_per_shape": sec, "recon_chamfer_test": reconstruction_chamfer(model, ref)}
+        if split != "test":
+            row[f"recon_chamfer_{split}"] = row.pop("recon_chamfer_test")
         if floor:
             row["floor_train_vs_test"] = compute_all_metrics(reference_points(c, "train", per_category, offset=5000),
                                                              ref, use_emd=emd, seed=seed)
@@ -85,7 +90,7 @@ def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float, categor
             samples_out.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(samples_out / f"{c}.npz", points=samples.astype(np.float32))
         log(f"{c}: 1-NNA-CD {m['1nna_cd']:.3f} 1-NNA-EMD {m['1nna_emd']} COV-CD {m['cov_cd']:.3f} "
-            f"recon {row['recon_chamfer_test']:.5f} ({time.perf_counter() - t0:.0f} s)")
+            f"({time.perf_counter() - t0:.0f} s)")
     try:
         from engine.eval.classifier import classify_points
         labels, _ = classify_points(np.concatenate(all_samples))
@@ -97,7 +102,8 @@ def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float, categor
     keys = ("1nna_cd", "1nna_emd", "cov_cd", "cov_emd", "mmd_cd", "mmd_emd")
     result["mean"] = {k: float(np.mean([r["sample"][k] for r in result["categories"].values()
                                         if r["sample"][k] is not None] or [np.nan])) for k in keys}
-    result["mean"]["recon_chamfer_test"] = float(np.mean([r["recon_chamfer_test"] for r in result["categories"].values()]))
+    key = f"recon_chamfer_{split}"
+    result["mean"][key] = float(np.mean([r[key] for r in result["categories"].values()]))
     return result
 
 
@@ -111,13 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--floor", action="store_true")
     p.add_argument("--no-emd", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="reference shapes: the test split (reported figures) or val (choosing settings)")
+    p.add_argument("--cleanup", choices=("config", "on", "off"), default="config",
+                   help="stray-point removal after decoding: as the checkpoint's config says, or forced")
     p.add_argument("--samples-out", type=Path)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     res = evaluate(a.ckpt, a.per_category, a.steps, a.guidance, a.categories.split(",") if a.categories else None,
-                   a.floor, not a.no_emd, a.seed, a.samples_out, log=lambda s: print(s, file=sys.stderr, flush=True))
+                   a.floor, not a.no_emd, a.seed, a.samples_out, log=lambda s: print(s, file=sys.stderr, flush=True),
+                   split=a.split, clean=None if a.cleanup == "config" else a.cleanup == "on")
     text = json.dumps(res, indent=2)
     if a.out:
         a.out.write_text(text + "\n")

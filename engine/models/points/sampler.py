@@ -14,6 +14,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from .config import DiffusionConfig
+from .cleanup import remove_outliers
 from .model import PointsModel
 
 SAMPLERS = ("dpmsolver++", "ddim", "ddpm")
@@ -28,6 +29,8 @@ def sample_scheduler(cfg: DiffusionConfig, kind: str = "dpmsolver++"):
     """A fresh sampling scheduler (they keep per-run state, so one per denoising loop)."""
     common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                   prediction_type=cfg.prediction_type)
+    if cfg.timestep_spacing:
+        common["timestep_spacing"] = cfg.timestep_spacing
     if kind == "dpmsolver++":
         # lambda_min_clipped: the cosine schedule's last steps have alpha_bar ~ 1e-10, where the
         # data prediction x0 = (x - sigma eps) / alpha explodes; diffusers' documented fix.
@@ -53,24 +56,40 @@ class Hooks:
 X0_CLIP = 5.0   # latents are normalized per channel, so |x0| > 5 is never data
 
 
-def _x0(scheduler, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def _alpha_bar(scheduler, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     a = scheduler.alphas_cumprod.to(x_t.device)[t.long()].float()
     while a.dim() < x_t.dim():
         a = a.unsqueeze(-1)
-    return ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-X0_CLIP, X0_CLIP)
+    return a
 
 
-def _clip_eps(scheduler, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The epsilon whose x0 estimate is clipped to the latent range.
+def eps_and_x0(scheduler, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prior's output (epsilon or v, per ``scheduler.config.prediction_type``) at ``x_t`` as
+    (epsilon, x0), x0 clipped to the latent range.
 
-    At high noise a small error of eps becomes a huge x0 error (divided by sqrt(alpha_bar));
-    clipping x0 and re-deriving eps keeps every scheduler (DPM-Solver++, DDIM) stable.
+    At high noise a small epsilon error becomes a huge x0 error (divided by sqrt(alpha_bar));
+    clipping x0 and re-deriving epsilon keeps every scheduler (DPM-Solver++, DDIM) stable.
     """
-    a = scheduler.alphas_cumprod.to(x_t.device)[t.long()].float()
-    while a.dim() < x_t.dim():
-        a = a.unsqueeze(-1)
-    x0 = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-X0_CLIP, X0_CLIP)
-    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    a = _alpha_bar(scheduler, x_t, t)
+    if scheduler.config.prediction_type == "v_prediction":
+        x0 = a.sqrt() * x_t - (1 - a).sqrt() * out
+    else:
+        x0 = (x_t - (1 - a).sqrt() * out) / a.sqrt()
+    x0 = x0.clamp(-X0_CLIP, X0_CLIP)
+    return (x_t - a.sqrt() * x0) / (1 - a).sqrt(), x0
+
+
+def _x0(scheduler, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return eps_and_x0(scheduler, x_t, out, t)[1]
+
+
+def _clip_eps(scheduler, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The model output (same prediction type) whose x0 estimate is clipped to the latent range."""
+    eps, x0 = eps_and_x0(scheduler, x_t, out, t)
+    if scheduler.config.prediction_type == "v_prediction":
+        a = _alpha_bar(scheduler, x_t, t)
+        return a.sqrt() * eps - (1 - a).sqrt() * x0
+    return eps
 
 
 class LatentSampler:
@@ -123,22 +142,29 @@ class LatentSampler:
 
     @torch.no_grad()
     def decode(self, z_n: torch.Tensor, h_n: torch.Tensor, n_points: int,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Normalized latents -> points B×n×3."""
+               generator: torch.Generator | None = None, clean: bool | None = None) -> torch.Tensor:
+        """Normalized latents -> points B×n×3; stray points removed when ``clean`` (default:
+        the checkpoint's ``cleanup.enabled``)."""
         m = self.model
-        return m.vae.decode(m.denorm_z(z_n), m.denorm_h(h_n), n_points, generator)
+        cc = m.cfg.cleanup
+        z, h = m.denorm_z(z_n), m.denorm_h(h_n)
+        if not (cc.enabled if clean is None else clean):
+            return m.vae.decode(z, h, n_points, generator)
+        pts = m.vae.decode(z, h, int(round(n_points * max(1.0, cc.oversample))), generator)
+        return remove_outliers(pts, n_points, cc.k, cc.std_ratio, generator)
 
     @torch.no_grad()
     def run(self, cond: torch.Tensor, *, n_points: int = 2048, steps: int = 25, guidance: float = 2.0,
             sampler: str = "dpmsolver++", generator: torch.Generator | None = None,
             z_init: torch.Tensor | None = None, h_init: torch.Tensor | None = None, strength: float = 1.0,
             hooks: Hooks | None = None, return_latents: bool = False,
-            z_noise: torch.Tensor | None = None, h_noise: torch.Tensor | None = None):
+            z_noise: torch.Tensor | None = None, h_noise: torch.Tensor | None = None, clean: bool | None = None):
         """Denoise global then point latents for condition vectors ``cond`` (B×C) and decode.
 
         ``z_init``/``h_init`` (normalized latents, B×D and B×M×P) with ``strength`` < 1 is
         SDEdit: they are noised to that level and denoised from there. ``z_noise``/``h_noise``
         replace the initial Gaussian noise (e.g. from ``ddim_invert``, for interpolation).
+        ``clean`` overrides the checkpoint's stray-point removal (``decode``).
         """
         m, hooks = self.model, hooks or Hooks()
         b, dev = cond.shape[0], self.device
@@ -146,7 +172,7 @@ class LatentSampler:
         D, M, P = m.cfg.vae.global_dim, m.cfg.vae.n_latent_points, 3 + m.cfg.vae.point_feat_dim
         strength = float(min(max(strength, 0.0), 1.0))
         if z_init is not None and strength == 0.0:
-            out = self.decode(z_init, h_init, n_points, generator)
+            out = self.decode(z_init, h_init, n_points, generator, clean)
             return (out, z_init, h_init) if return_latents else out
         total = 2 * steps
         k = 0
@@ -173,12 +199,12 @@ class LatentSampler:
             eps = _clip_eps(sched, h, self._eps_points(h, t, z, cond, null, guidance), t.expand(b))
             if hooks.preview and hooks.want_preview and i < len(ts) - 1 and hooks.want_preview(k + 1):
                 x0 = _x0(sched, h, eps, t.expand(b))
-                hooks.preview(self.decode(z, x0, hooks.preview_points, generator), "points")
+                hooks.preview(self.decode(z, x0, hooks.preview_points, generator, clean=False), "points")
             h = sched.step(eps, t, h).prev_sample
             k += 1
             if hooks.step:
                 hooks.step("points", k, total)
-        out = self.decode(z, h, n_points, generator)
+        out = self.decode(z, h, n_points, generator, clean)
         return (out, z, h) if return_latents else out
 
     @torch.no_grad()
@@ -200,14 +226,15 @@ class LatentSampler:
         ac = sched.alphas_cumprod.to(self.device)
         null = self.model.cond.null.expand_as(cond)
 
-        def invert(x, eps_fn):
-            prev_a = torch.tensor(1.0, device=self.device)
+        def invert(x, out_fn):
+            # x sits at level t_prev (clean at first, evaluated at the first timestep 0); the
+            # model's epsilon there carries it to the next level (deterministic DDIM, reversed).
+            t_prev = torch.zeros((), dtype=torch.long, device=self.device)
             for t in ts:
-                eps = eps_fn(x, t)
-                x0 = (x - (1 - prev_a).sqrt() * eps) / prev_a.sqrt()
+                eps, x0 = eps_and_x0(sched, x, out_fn(x, t_prev), t_prev.expand(x.shape[0]))
                 a = ac[t]
                 x = a.sqrt() * x0 + (1 - a).sqrt() * eps
-                prev_a = a
+                t_prev = t.long()
             return x
 
         z_clean = z

@@ -3,8 +3,15 @@
 1. ``vae``:   the hierarchical VAE with Chamfer reconstruction + small KL;
 2. ``prior``: the dataset is encoded once (posterior means/log-variances of a few random
    point subsets per shape); the global prior and the point prior (conditioned on the
-   clean global latent) are trained on posterior samples with the DDPM epsilon loss,
-   condition dropout for classifier-free guidance, and an EMA of their weights.
+   clean global latent) are trained on posterior samples with the DDPM loss (epsilon or v
+   target, optional Min-SNR weighting), condition dropout for classifier-free guidance, a
+   cosine learning-rate decay and an EMA of their weights. Every ``val_every_s`` the EMA
+   priors sample the val split's categories and their 1-NNA-CD against val shapes is
+   logged; the best such model is kept in ``<state>/best``.
+3. ``joint`` (optional, LSGM's end-to-end stage): encoder, decoder and priors fine-tuned
+   together. The KL of the VAE becomes the priors' diffusion loss on the posterior samples
+   (cross-entropy, its gradient reaching the encoder) minus the posterior entropy, so the
+   encoder is pulled towards latents the priors model well while the priors follow it.
 
 Both stages are resumable (``<state>/``: weights, optimizer, step, RNG) and checkpoint
 the model folder (``config.json`` + ``model.safetensors``) every ``ckpt_every_s`` seconds.
@@ -52,11 +59,24 @@ class TrainConfig:
     prior_minutes: float = 1e9
     prior_batch: int = 64
     prior_lr: float = 5e-4
+    prior_lr_final: float = 0.1       # cosine decay to this fraction of prior_lr over the budget
+    min_snr_gamma: float = 0.0        # Min-SNR-gamma loss weighting (Hang et al. 2023); 0: plain MSE
     encode_repeats: int = 2           # random point subsets encoded per training shape
     ema: float = 0.999
+    # joint stage (LSGM end to end): VAE and priors fine-tuned together
+    joint_iters: int = 0
+    joint_minutes: float = 1e9
+    joint_batch: int = 16
+    joint_lr_vae: float = 2e-5
+    joint_lr_prior: float = 1e-4
+    joint_prior_weight: float = 1e-3  # weight of the priors' cross-entropy (per element) for the encoder
     # bookkeeping
     ckpt_every_s: float = 120.0
     val_shapes: int = 64
+    val_every_s: float = 600.0        # 1-NNA validation of the priors (EMA) on the val split
+    val_per_category: int = 16        # samples and val shapes per category for that validation
+    val_steps: int = 25
+    val_guidance: float = 1.5
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
@@ -276,32 +296,27 @@ class Trainer:
             trainable.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
             ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
             self.log(f"resumed priors at step {step}")
-        ddp = _ddp_wrap(trainable)
-        net = ddp.module if hasattr(ddp, "module") else ddp
-        sched = train_scheduler(self.cfg.diffusion)
-        ac = sched.alphas_cumprod.to(dev)
+        net = trainable
+        ddp = _ddp_wrap(_PriorObjective(trainable, self))
         T = self.cfg.diffusion.num_train_timesteps
         n = lat["z_mu"].shape[0]
-        t0, last_ckpt = time.time() - elapsed, time.time()
+        t0, last_ckpt, last_val = time.time() - elapsed, time.time(), time.time()
         bar = tqdm(total=t.prior_iters, initial=step, desc="priors", disable=_rank() != 0, mininterval=10)
         gen = torch.Generator(device=dev).manual_seed(t.seed + 17 + step + 1000003 * _rank())
         while not _agree_to_stop(step >= t.prior_iters or (time.time() - t0) / 60 >= t.prior_minutes, dev):
-            lr = float(t.prior_lr * min(1.0, (step + 1) / 500))
+            frac = min(1.0, max(step / t.prior_iters, (time.time() - t0) / 60 / t.prior_minutes))
+            lr_scale = t.prior_lr_final + (1 - t.prior_lr_final) * 0.5 * (1 + np.cos(np.pi * frac))
+            lr = float(t.prior_lr * min(1.0, (step + 1) / 500) * lr_scale)
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
             idx = torch.randint(0, n, (t.prior_batch,), device=dev, generator=gen)
             z = m.norm_z(lat["z_mu"][idx] + lat["z_logvar"][idx].mul(0.5).exp() * torch.randn_like(lat["z_mu"][idx]))
             h = m.norm_h(lat["h_mu"][idx] + lat["h_logvar"][idx].mul(0.5).exp() * torch.randn_like(lat["h_mu"][idx]))
             ids = net["cond"].drop(lat["labels"][idx], self.cfg.cond.p_uncond, gen)
-            cond = net["cond"](ids)
             tz = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
             th = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
-            ez, eh = torch.randn_like(z), torch.randn_like(h)
-            az, ah = ac[tz].unsqueeze(-1), ac[th].view(-1, 1, 1)
-            zt = az.sqrt() * z + (1 - az).sqrt() * ez
-            ht = ah.sqrt() * h + (1 - ah).sqrt() * eh
-            loss_z = ((net["global_prior"](zt, tz, cond) - ez) ** 2).mean()
-            loss_h = ((net["point_prior"](ht, th, z, cond) - eh) ** 2).mean()
+            # Through the DDP wrapper, so the gradients are averaged over ranks.
+            loss_z, loss_h = ddp(z, h, ids, tz, th)
             loss = loss_z + loss_h
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -320,8 +335,139 @@ class Trainer:
             if time.time() - last_ckpt > t.ckpt_every_s:
                 self._prior_checkpoint(net, ema, opt, step, elapsed=time.time() - t0)
                 last_ckpt = time.time()
+            if t.val_every_s > 0 and time.time() - last_val > t.val_every_s:
+                self._prior_validation(net, ema, step)
+                last_val = time.time()
         bar.close()
         self._prior_checkpoint(net, ema, opt, step, done=True, elapsed=time.time() - t0)
+        if t.val_every_s > 0:
+            self._prior_validation(net, ema, step)
+
+    # ---------------------------------------------------------------- joint
+    def train_joint(self, resume: bool = False) -> None:
+        """LSGM's end-to-end stage, from a trained VAE and priors (``--stage joint``)."""
+        t, m, dev = self.tcfg, self.model, self.device
+        vae_params = list(m.vae.parameters())
+        prior_params = list(m.global_prior.parameters()) + list(m.point_prior.parameters()) + list(m.cond.parameters())
+        opt = torch.optim.AdamW([{"params": vae_params, "lr": t.joint_lr_vae, "weight_decay": 1e-4},
+                                 {"params": prior_params, "lr": t.joint_lr_prior, "weight_decay": 0.0}])
+        trainable = torch.nn.ModuleDict({"vae": m.vae, "global_prior": m.global_prior, "point_prior": m.point_prior,
+                                         "cond": m.cond})
+        ema = copy.deepcopy(torch.nn.ModuleDict({k: trainable[k] for k in ("global_prior", "point_prior", "cond")}))
+        ema.requires_grad_(False)
+        step, elapsed = 0, 0.0
+        if resume and self.has_state("joint"):
+            tensors, step, meta = self._load_state("joint", opt)
+            elapsed = float(meta.get("elapsed", 0.0))
+            trainable.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            self.log(f"resumed joint stage at step {step}")
+        net = trainable
+        ddp = _ddp_wrap(_JointObjective(trainable, self))
+        pri = torch.nn.ModuleDict({k: net[k] for k in ("global_prior", "point_prior", "cond")})
+        t0, last_ckpt = time.time() - elapsed, time.time()
+        gen = torch.Generator(device=dev).manual_seed(t.seed + 29 + step + 1000003 * _rank())
+        bar = tqdm(total=t.joint_iters, initial=step, desc="joint", disable=_rank() != 0, mininterval=10)
+        net.train()
+        while not _agree_to_stop(step >= t.joint_iters or (time.time() - t0) / 60 >= t.joint_minutes, dev):
+            frac = min(1.0, max(step / max(1, t.joint_iters), (time.time() - t0) / 60 / t.joint_minutes))
+            lr_scale = 0.5 * (1 + np.cos(np.pi * frac)) * 0.9 + 0.1
+            for gparam, base in zip(opt.param_groups, (t.joint_lr_vae, t.joint_lr_prior)):
+                gparam["lr"] = float(base * min(1.0, (step + 1) / 50) * lr_scale)
+            idx = self.rng.integers(0, len(self.train), t.joint_batch)
+            x, y = self.train.batch(idx, t.n_enc_points, self.rng)
+            x, y = x.to(dev), y.to(dev)
+            rec_loss, loss_z, loss_h, entropy = ddp(x, y, gen)
+            # KL = cross-entropy under the priors - posterior entropy (per element, as in the VAE stage).
+            loss = rec_loss + loss_z + loss_h - t.joint_prior_weight * entropy
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae_params, 1.0)
+            torch.nn.utils.clip_grad_norm_(prior_params, 1.0)
+            opt.step()
+            step += 1
+            with torch.no_grad():
+                for pe, pn in zip(ema.parameters(), pri.parameters()):
+                    pe.lerp_(pn, 1 - min(t.ema, (1 + step) / (10 + step)))
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(rec=f"{rec_loss.item():.5f}", lh=f"{loss_h.item():.4f}")
+                self._logline({"stage": "joint", "step": step, "rec": rec_loss.item(), "loss_z": loss_z.item(),
+                               "loss_h": loss_h.item(), "loss": loss.item(), "t": time.time() - t0})
+            if time.time() - last_ckpt > t.ckpt_every_s:
+                self._joint_checkpoint(trainable, pri, ema, opt, step, time.time() - t0)
+                last_ckpt = time.time()
+        bar.close()
+        self._joint_checkpoint(trainable, pri, ema, opt, step, time.time() - t0, done=True)
+        if t.val_every_s > 0:
+            self._prior_validation(pri, ema, step)
+
+    def _joint_checkpoint(self, trainable, pri, ema, opt, step: int, elapsed: float, done: bool = False) -> None:
+        tensors = {f"net.{k}": v for k, v in trainable.state_dict().items()}
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+        self._save_state("joint", tensors, opt, step, {"done": done, "elapsed": elapsed})
+        live = {k: v.clone() for k, v in pri.state_dict().items()}
+        pri.load_state_dict(ema.state_dict())
+        self.save_model()
+        pri.load_state_dict(live)
+        self.log(f"joint step {step}: checkpoint written")
+
+    def _diffusion_loss(self, out: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Per-element MSE of a prior's output against its target (epsilon or v), Min-SNR weighted."""
+        v_pred = self.cfg.diffusion.prediction_type == "v_prediction"
+        target = a.sqrt() * eps - (1 - a).sqrt() * x0 if v_pred else eps
+        err = ((out - target) ** 2).flatten(1).mean(1)
+        gamma = self.tcfg.min_snr_gamma
+        if gamma > 0:
+            snr = (a / (1 - a)).flatten()
+            # Min-SNR weights the x0 error by min(snr, gamma); an epsilon error is snr times an
+            # x0 error, a v error snr + 1 times.
+            w = snr.clamp(max=gamma) / (snr + 1 if v_pred else snr)
+            err = err * w
+        return err.mean()
+
+    @torch.no_grad()
+    def val_nna(self, n: int | None = None) -> dict[str, float]:
+        """1-NNA-CD (box-normalized, as ``latentforge eval points``) of ``n`` category-conditioned
+        samples per category against ``n`` val shapes of it; plus their mean."""
+        from engine.eval.metrics import compute_all_metrics
+
+        from .sampler import LatentSampler
+        n = n or self.tcfg.val_per_category
+        m = self.model.eval()
+        s = LatentSampler(m)
+        res: dict[str, float] = {}
+        for ci, c in enumerate(self.cfg.cond.categories):
+            idx = np.flatnonzero(self.val.labels == ci)[:n]
+            if len(idx) < 2:
+                continue
+            ref, _ = self.val.batch(idx, self.cfg.n_points, np.random.default_rng(ci))
+            g = torch.Generator(device=self.device).manual_seed(ci)
+            cond = s.condition(torch.full((len(idx),), ci, dtype=torch.long))
+            x = s.run(cond, n_points=self.cfg.n_points, steps=self.tcfg.val_steps, guidance=self.tcfg.val_guidance,
+                      generator=g)
+            res[c] = float(compute_all_metrics(x.cpu().numpy(), ref.numpy(), use_emd=False, seed=0)["1nna_cd"])
+        m.train()
+        res["mean"] = float(np.mean(list(res.values()))) if res else float("nan")
+        return res
+
+    def _prior_validation(self, net, ema, step: int) -> None:
+        if _rank() != 0:
+            return
+        live = {k: v.clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(ema.state_dict())
+        t0 = time.time()
+        res = self.val_nna()
+        self._logline({"stage": "prior", "step": step, "val_1nna_cd": res, "val_seconds": time.time() - t0})
+        best_file = self.state / "best.json"
+        best = json.loads(best_file.read_text())["mean"] if best_file.is_file() else float("inf")
+        msg = f"priors step {step}: val 1-NNA-CD mean {res['mean']:.3f} ({time.time() - t0:.0f} s)"
+        if res["mean"] < best:
+            self.model.save(self.state / "best")
+            best_file.write_text(json.dumps({"step": step, **res}))
+            msg += " (best so far: kept in state/best)"
+        net.load_state_dict(live)
+        self.log(msg)
 
     def _prior_checkpoint(self, net, ema, opt, step: int, done: bool = False, elapsed: float = 0.0) -> None:
         tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
@@ -334,6 +480,63 @@ class Trainer:
         self.save_model()
         net.load_state_dict(live)
         self.log(f"priors step {step}: checkpoint written")
+
+
+def _scale_grad(x: torch.Tensor, w: float) -> torch.Tensor:
+    """``x`` in the forward pass; its gradient multiplied by ``w`` in the backward pass."""
+    return x * w + x.detach() * (1 - w)
+
+
+class _PriorObjective(torch.nn.Module):
+    """The priors' diffusion losses as one module, so DDP sees (and syncs) a forward pass."""
+
+    def __init__(self, nets: torch.nn.ModuleDict, trainer: "Trainer") -> None:
+        super().__init__()
+        self.nets = nets
+        self.loss_fn = trainer._diffusion_loss
+        self.register_buffer("ac", train_scheduler(trainer.cfg.diffusion).alphas_cumprod.float().clone(), persistent=False)
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor, ids: torch.Tensor, tz: torch.Tensor,
+                th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cond = self.nets["cond"](ids)
+        ez, eh = torch.randn_like(z), torch.randn_like(h)
+        az, ah = self.ac[tz].unsqueeze(-1), self.ac[th].view(-1, 1, 1)
+        loss_z = self.loss_fn(self.nets["global_prior"](az.sqrt() * z + (1 - az).sqrt() * ez, tz, cond), z, ez, az)
+        loss_h = self.loss_fn(self.nets["point_prior"](ah.sqrt() * h + (1 - ah).sqrt() * eh, th, z, cond), h, eh, ah)
+        return loss_z, loss_h
+
+
+class _JointObjective(torch.nn.Module):
+    """Reconstruction, priors' losses on posterior samples and posterior entropy (joint stage).
+
+    The encoder receives the priors' loss scaled by ``joint_prior_weight`` (the KL weight of
+    the VAE stage's balance); the priors receive it whole.
+    """
+
+    def __init__(self, nets: torch.nn.ModuleDict, trainer: "Trainer") -> None:
+        super().__init__()
+        self.nets, self.trainer = nets, [trainer]          # list: not a submodule
+        self.prior = _PriorObjective(nets, trainer)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+        tr = self.trainer[0]
+        t, m = tr.tcfg, tr.model
+        vae = self.nets["vae"]
+        post = vae.encode(x)
+        z = vae.sample_posterior(post["z_mu"], post["z_logvar"])
+        h = vae.sample_posterior(post["h_mu"], post["h_logvar"])
+        rec = vae.decode(z, h, t.n_rec_points)
+        target = x[:, torch.randperm(x.shape[1], device=x.device)[:t.n_rec_points]]
+        rec_loss = chamfer(rec, target).mean()
+        w = t.joint_prior_weight
+        zn, hn = _scale_grad(m.norm_z(z), w), _scale_grad(m.norm_h(h), w)
+        ids = self.nets["cond"].drop(y, tr.cfg.cond.p_uncond, gen)
+        T = tr.cfg.diffusion.num_train_timesteps
+        tz = torch.randint(0, T, (x.shape[0],), device=x.device, generator=gen)
+        th = torch.randint(0, T, (x.shape[0],), device=x.device, generator=gen)
+        loss_z, loss_h = self.prior(zn, hn, ids, tz, th)
+        entropy = 0.5 * (post["z_logvar"].mean() + post["h_logvar"].mean())
+        return rec_loss, loss_z, loss_h, entropy
 
 
 def save_train_config(path: Path, tcfg: TrainConfig) -> None:
