@@ -6,8 +6,9 @@
   ``extract_meshes`` (grid SDF [+ deformation] → closed meshes)
 - ``sdf``: ``mesh_sdf``, ``mesh_occupancy``, ``winding_number`` (libigl)
 - ``sampling``: ``sample_surface``
+- ``points_to_mesh``: ``points_to_mesh`` (point cloud → watertight mesh: closing on the tet grid + marching tets)
 - ``normalize``: ``normalize_box``, ``normalize_global``, ``global_stats``, ``denormalize``
-- ``validate`` / ``errors``: input checks and their typed errors
+- ``validate`` / ``errors``: input checks (and ``mesh_topology``: watertight / manifold checks) and their typed errors
 
 Nothing is imported here so that e.g. ``engine.geometry.normalize`` stays cheap to import.
 """

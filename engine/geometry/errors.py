@@ -39,3 +39,18 @@ class BadGridResolution(InvalidRequest):
 
     code = "geometry.bad_resolution"
     advice = "Use a grid resolution between 1 and 256 (64 or 128 are typical)."
+
+
+class ReconstructionFailed(InvalidMesh):
+    """No usable surface could be reconstructed from a point cloud (``points_to_mesh``)."""
+
+    code = "mesh.reconstruction_failed"
+    advice = ("The points did not enclose any surface at this grid resolution. Use more points, a larger "
+              "`radius` (the points may be too sparse) or a higher `resolution`, or keep the point cloud.")
+
+
+class TooFewPoints(ReconstructionFailed):
+    """Too few points to reconstruct a surface from (``points_to_mesh``)."""
+
+    code = "mesh.too_few_points"
+    advice = "Generate (or pass) more points: a mesh needs at least 16, and 1,000 or more give a usable shape."
