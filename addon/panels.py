@@ -1,4 +1,4 @@
-"""3D Viewport > Sidebar > Latentforge: status, Generate, Refine, Novel Views, Populate, Jobs."""
+"""3D Viewport > Sidebar > Latentforge: status, Generate, Refine, Interpolate, Novel Views, Populate, Jobs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import bpy
 
 from .engine_bridge import BRIDGE
-from .properties import model_categories
+from .properties import model_categories, offers_mesh_output
 from .ui_text import draw_status, wrapped_label
 
 
@@ -78,6 +78,7 @@ class LATENTFORGE_PT_generate(_LatentforgePanel, bpy.types.Panel):
         row.prop(s, "randomize_seed", text="", icon="FILE_REFRESH")
         col.prop(s, "steps")
         col.prop(s, "guidance")
+        _output_props(col, s)
         col.operator("latentforge.generate", icon="PLAY")
 
 
@@ -99,8 +100,44 @@ class LATENTFORGE_PT_refine(_LatentforgePanel, bpy.types.Panel):
         col.prop(s, "prompt")
         col.prop(s, "steps")
         col.prop(s, "mode")
+        _output_props(col, s)
         n = len(context.selected_objects)
         col.operator("latentforge.refine", text=f"Refine {n} Selected" if n else "Refine Selected", icon="MOD_SMOOTH")
+
+
+class LATENTFORGE_PT_interpolate(_LatentforgePanel, bpy.types.Panel):
+    bl_idname = "LATENTFORGE_PT_interpolate"
+    bl_label = "Interpolate"
+    bl_parent_id = "LATENTFORGE_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        s = context.scene.latentforge.interpolate
+        col = layout.column()
+        col.enabled = not _unavailable(layout, "interpolate")
+        col.prop(s, "model")
+        col.prop(s, "count")
+        if model_categories(s.model):
+            col.prop(s, "category")
+        col.prop(s, "steps")
+        row = col.row(align=True)
+        sub = row.row(align=True)
+        sub.enabled = not s.randomize_seed
+        sub.prop(s, "seed")
+        row.prop(s, "randomize_seed", text="", icon="FILE_REFRESH")
+        _output_props(col, s)
+        selected = context.selected_objects
+        if len(selected) == 2:
+            active = getattr(context, "active_object", None)
+            a = next((o for o in selected if o != active), selected[0]) if active in selected else selected[0]
+            b = active if active in selected else selected[1]
+            col.label(text=f"{a.name} → {b.name}", icon="ARROW_LEFTRIGHT")
+        else:
+            col.label(text="Select two mesh objects (active = end)", icon="INFO")
+        col.operator("latentforge.interpolate", icon="IPO_EASE_IN_OUT")
 
 
 class LATENTFORGE_PT_views(_LatentforgePanel, bpy.types.Panel):
@@ -230,8 +267,16 @@ class LATENTFORGE_PT_history(_LatentforgePanel, bpy.types.Panel):
             sub.operator("latentforge.reimport", text="", icon="IMPORT").job_id = str(entry.get("job_id"))
 
 
+def _output_props(col: bpy.types.UILayout, s) -> None:
+    """Output: Points / Mesh, for models that make point clouds the engine can mesh."""
+    if offers_mesh_output(s.model):
+        col.prop(s, "output", expand=True)
+        if s.output == "MESH":
+            col.prop(s, "mesh_resolution")
+
+
 _STATE_ICONS = {"submitting": "SORTTIME", "queued": "SORTTIME", "running": "PLAY", "finished": "CHECKMARK",
                 "failed": "ERROR", "cancelled": "CANCEL", "lost": "UNLINKED"}
 
-CLASSES = (LATENTFORGE_PT_main, LATENTFORGE_PT_generate, LATENTFORGE_PT_refine, LATENTFORGE_PT_views,
-           LATENTFORGE_PT_populate, LATENTFORGE_PT_jobs, LATENTFORGE_PT_history)
+CLASSES = (LATENTFORGE_PT_main, LATENTFORGE_PT_generate, LATENTFORGE_PT_refine, LATENTFORGE_PT_interpolate,
+           LATENTFORGE_PT_views, LATENTFORGE_PT_populate, LATENTFORGE_PT_jobs, LATENTFORGE_PT_history)

@@ -18,6 +18,25 @@ def row_offset(index: int, count: int, spacing: float) -> tuple[float, float, fl
     return ((index - (count - 1) / 2.0) * spacing, 0.0, 0.0)
 
 
+def interpolation_slots(start: Sequence[float], end: Sequence[float], size_a: float, size_b: float,
+                        count: int) -> list[tuple[tuple[float, float, float], float]]:
+    """(location, scale) of each of ``count`` interpolated shapes, in a row between two objects.
+
+    Shape ``i`` sits at fraction ``(i + 1) / (count + 1)`` of the way from ``start`` to ``end``
+    (strictly between the two objects, never on them) and is scaled from ``size_a`` (the first
+    object's half size, for shape 0) to ``size_b`` (the second's, for the last shape): the
+    engine returns shapes in the canonical frame, fitted to [-1, 1]^3.
+    """
+    a, b = np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
+    out = []
+    for i in range(count):
+        t = (i + 1) / (count + 1)
+        w = i / (count - 1) if count > 1 else 0.0
+        loc = a + (b - a) * t
+        out.append(((float(loc[0]), float(loc[1]), float(loc[2])), float(size_a + (size_b - size_a) * w)))
+    return out
+
+
 def rotated_footprint(bmin: Sequence[float], bmax: Sequence[float], scale: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
     """XY box (min, max offsets from the object origin) of local bounds scaled and turned about Z."""
     xs = (bmin[0] * scale, bmax[0] * scale)

@@ -33,6 +33,34 @@ def model_categories(model: str) -> list[str]:
     return []
 
 
+def offers_mesh_output(model: str) -> bool:
+    """Whether ``model`` makes point clouds that the engine can also turn into meshes (``output``)."""
+    for m in BRIDGE.models:
+        if m.get("name") == model:
+            kinds = m.get("kinds") or []
+            return "points" in kinds and "mesh" in kinds
+    return False
+
+
+_OUTPUT_ITEMS = [("POINTS", "Points", "A point cloud, as the model makes it"),
+                 ("MESH", "Mesh", "A watertight mesh reconstructed from the points by the engine")]
+
+
+def output_params(settings, model: str) -> dict:
+    """``{"output": "mesh", "mesh_resolution": N}`` when the user asked for meshes and ``model`` can."""
+    if getattr(settings, "output", "POINTS") == "MESH" and offers_mesh_output(model):
+        return {"output": "mesh", "mesh_resolution": int(settings.mesh_resolution)}
+    return {}
+
+
+def _interp_category_items(self, _context):
+    model = getattr(self, "model", "")
+    cats = model_categories(model)
+    result = [("NONE", "None", "Unconditional")] + [(c, c.replace("_", " ").title(), "") for c in cats]
+    _ITEM_CACHE[f"interp-categories:{model}"] = result
+    return result
+
+
 def _category_items(self, _context):
     model = getattr(self, "model", "")
     cats = model_categories(model)
@@ -62,6 +90,10 @@ class LF_GenerateSettings(bpy.types.PropertyGroup):
     guidance: FloatProperty(name="Guidance", default=3.0, min=0.0, max=50.0)
     spacing: FloatProperty(name="Spacing", default=2.5, min=0.0, subtype="DISTANCE",
                            description="Distance between results when Count > 1")
+    output: EnumProperty(name="Output", items=_OUTPUT_ITEMS, default="POINTS",
+                         description="Point-cloud models: keep the points or get a reconstructed mesh")
+    mesh_resolution: IntProperty(name="Mesh Resolution", default=64, min=32, max=128,
+                                 description="Grid resolution of the reconstructed mesh")
 
 
 class LF_RefineSettings(bpy.types.PropertyGroup):
@@ -73,6 +105,25 @@ class LF_RefineSettings(bpy.types.PropertyGroup):
     mode: EnumProperty(name="Original", items=[
         ("HIDE", "Keep Hidden", "Keep the original, hidden, to compare"),
         ("REPLACE", "Replace", "Delete the original")], default="HIDE")
+    output: EnumProperty(name="Output", items=_OUTPUT_ITEMS, default="POINTS",
+                         description="Point-cloud models: keep the points or get a reconstructed mesh")
+    mesh_resolution: IntProperty(name="Mesh Resolution", default=64, min=32, max=128,
+                                 description="Grid resolution of the reconstructed mesh")
+
+
+class LF_InterpolateSettings(bpy.types.PropertyGroup):
+    model: EnumProperty(name="Model", items=_model_items_for("interpolate"))
+    count: IntProperty(name="Count", default=5, min=2, max=32,
+                       description="Shapes to make, from the first object's shape to the second's")
+    category: EnumProperty(name="Category", items=_interp_category_items,
+                           description="Optional condition (None: unconditional)")
+    steps: IntProperty(name="Steps", default=25, min=1, max=1000)
+    seed: IntProperty(name="Seed", default=0, min=0)
+    randomize_seed: BoolProperty(name="Random Seed", default=True)
+    output: EnumProperty(name="Output", items=_OUTPUT_ITEMS, default="POINTS",
+                         description="Keep the points or get reconstructed meshes")
+    mesh_resolution: IntProperty(name="Mesh Resolution", default=64, min=32, max=128,
+                                 description="Grid resolution of the reconstructed meshes")
 
 
 class LF_ViewPose(bpy.types.PropertyGroup):
@@ -129,12 +180,13 @@ class LF_PopulateSettings(bpy.types.PropertyGroup):
 class LF_SceneSettings(bpy.types.PropertyGroup):
     generate: PointerProperty(type=LF_GenerateSettings)
     refine: PointerProperty(type=LF_RefineSettings)
+    interpolate: PointerProperty(type=LF_InterpolateSettings)
     views: PointerProperty(type=LF_ViewsSettings)
     populate: PointerProperty(type=LF_PopulateSettings)
     show_history: BoolProperty(name="History", default=False)
 
 
-CLASSES = (LF_GenerateSettings, LF_RefineSettings, LF_ViewPose, LF_ViewsSettings, LF_PopulateRow,
+CLASSES = (LF_GenerateSettings, LF_RefineSettings, LF_InterpolateSettings, LF_ViewPose, LF_ViewsSettings, LF_PopulateRow,
            LF_PopulateSettings, LF_SceneSettings)
 
 

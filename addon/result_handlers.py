@@ -161,6 +161,8 @@ def _preview_matrix(job, index: int) -> Matrix:
             return src.matrix_world.copy()
     if job.purpose == "populate":
         return Matrix.Translation(Vector(job.context.get("cursor", (0.0, 0.0, 0.0))))
+    if job.purpose == "interpolate":
+        return _interpolate_matrix(job, index)
     return _slot_matrix(job, index)
 
 
@@ -208,8 +210,8 @@ def add_result(bridge, job, msg) -> None:
     """Build one result into the scene, all or nothing."""
     created = _Created()
     try:
-        handler = {"refine": _refine_result, "views": _views_result,
-                   "populate": _populate_result}.get(job.purpose, _generate_result)
+        handler = {"refine": _refine_result, "views": _views_result, "populate": _populate_result,
+                   "interpolate": _interpolate_result}.get(job.purpose, _generate_result)
         if msg.get("kind") == "images" and job.purpose != "views":
             handler = _views_result
         handler(bridge, job, msg, created)
@@ -278,6 +280,28 @@ def _copy_transform(src: bpy.types.Object, obj: bpy.types.Object) -> None:
         setattr(obj, attr, getattr(src, attr))
     if src.animation_data is not None and src.animation_data.action is not None:
         obj.animation_data_create().action = src.animation_data.action
+
+
+def _interpolate_matrix(job, index: int) -> Matrix:
+    """Shape ``index`` of an interpolation: in the row between the two objects, sized between them."""
+    ctx = job.context
+    count = int(ctx.get("count") or job.expected or 1)
+    slots = placement.interpolation_slots(ctx.get("start", (0.0, 0.0, 0.0)), ctx.get("end", (0.0, 0.0, 0.0)),
+                                          float(ctx.get("size_a", 1.0)), float(ctx.get("size_b", 1.0)), count)
+    location, scale = slots[min(max(index, 0), count - 1)]
+    return Matrix.Translation(Vector(location)) @ Matrix.Scale(scale, 4)
+
+
+def _interpolate_result(bridge, job, msg, created: _Created) -> None:
+    """One in-between shape (canonical frame from the engine), placed by ``_interpolate_matrix``."""
+    index = int(msg.get("index") or 0)
+    name = f"{job.context.get('source_a', 'A')} to {job.context.get('source_b', 'B')} {index:02d}"[:60]
+    data = _build_data(name, msg, created)
+    obj = _new_result_object(name, data, job_collection(job), _interpolate_matrix(job, index), created)
+    tag_object(obj, job, msg)
+    meta = msg.get("meta") or {}
+    if isinstance(meta.get("weight"), (int, float)):
+        obj["latentforge_weight"] = float(meta["weight"])
 
 
 def _views_result(bridge, job, msg, created: _Created) -> None:

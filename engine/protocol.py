@@ -59,7 +59,7 @@ DTYPES: dict[str, np.dtype] = {
 _CODE_BY_KIND_SIZE = {(dt.kind, dt.itemsize): code for code, dt in DTYPES.items()}
 
 # Mirrors engine/pipelines/base.py; duplicated because this module may not import engine.*.
-TASKS = ("generate", "refine", "views", "populate")
+TASKS = ("generate", "refine", "views", "populate", "interpolate")
 RESULT_KINDS = ("mesh", "points", "images")
 JOB_STATES = ("queued", "running", "finished", "failed", "cancelled")
 FINAL_STATES = ("finished", "failed", "cancelled")

@@ -168,7 +168,7 @@ def test_zip_is_a_valid_extension(ext_zip):
 
 def test_installed_enabled_and_registered(lf):
     assert MODULE in bpy.context.preferences.addons
-    for op in ("generate", "refine", "views", "populate", "cancel_job", "reimport", "engine_start"):
+    for op in ("generate", "refine", "interpolate", "views", "populate", "cancel_job", "reimport", "engine_start"):
         assert hasattr(bpy.ops.latentforge, op)
     assert hasattr(bpy.types, "LATENTFORGE_PT_main")
     assert bpy.types.LATENTFORGE_PT_main.bl_category == "Latentforge"
@@ -350,7 +350,7 @@ def test_panels_and_preferences_draw(lf, bridge):
     labels = [t for kind, t in log if kind == "label"]
     assert any(t.startswith("Connected") for t in labels)
     assert ("operator", "latentforge.generate") in log and ("operator", "latentforge.populate") in log
-    assert labels.count("Unavailable") == 2  # refine and views show the engine's reasons
+    assert labels.count("Unavailable") == 3  # refine, interpolate and views show the engine's reasons
     assert any("not trained" in t for t in labels)
     s.views.preset = "ORBIT_4"
 
@@ -524,6 +524,55 @@ def test_points_model_generate_and_refine(lf, plugged):
     new = bpy.data.objects["Ball"]
     assert new.type == "POINTCLOUD" and tuple(new.location) == (0.0, 8.0, 1.0)
     assert not bpy.data.objects["Ball (original)"].visible_get()
+
+
+def test_points_model_interpolate_between_two_objects_and_mesh_output(lf, plugged):
+    bridge = plugged
+    points = next(m for m in bridge.models if m["name"] == "points")
+    if not points["available"] or not points["tasks"]["interpolate"]["available"]:
+        pytest.skip(f"the learned points model cannot interpolate here: {points['reason']}")
+    bpy.ops.mesh.primitive_cube_add(size=2.0, location=(-4.0, 20.0, 0.0))
+    cube = bpy.context.active_object
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.5, location=(4.0, 20.0, 0.0))
+    ball = bpy.context.active_object
+    select_only(cube)
+    with pytest.raises(RuntimeError, match="exactly two"):
+        bpy.ops.latentforge.interpolate()
+    select_only(ball, cube)  # active first: the sphere is the end shape (B)
+    s = bpy.context.scene.latentforge.interpolate
+    s.model, s.count, s.steps, s.output = "points", 3, 4, "POINTS"
+    bpy.ops.ed.undo_push(message="before interpolate")
+    names_before = {o.name for o in bpy.data.objects}
+    before = {j.key for j in bridge.jobs.all()}
+    assert bpy.ops.latentforge.interpolate() == {"FINISHED"}
+    (job,) = new_jobs(bridge, before)
+    assert job.spec["task"] == "interpolate" and job.context["source_a"] == cube.name
+    wait_jobs(lf, bridge, [job], timeout=300)
+    assert job.state == "finished", job.error
+    objs = sorted(job_objects(job), key=lambda o: o["latentforge_index"])
+    assert len(objs) == 3 and all(o.type == "POINTCLOUD" and len(o.data.points) > 0 for o in objs)
+    # in a row strictly between the two objects, sized from the cube's (1) to the sphere's (0.5)
+    assert [tuple(round(c, 4) for c in o.location) for o in objs] == [(-2.0, 20.0, 0.0), (0.0, 20.0, 0.0),
+                                                                      (2.0, 20.0, 0.0)]
+    assert [round(o.scale[0], 3) for o in objs] == [1.0, 0.75, 0.5]
+    assert [o["latentforge_weight"] for o in objs] == [0.0, 0.5, 1.0] and not preview_objects(lf)
+    assert bpy.ops.ed.undo() == {"FINISHED"}   # one undo step takes all three back
+    assert {o.name for o in bpy.data.objects} == names_before
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    # Output: Mesh (engine-side reconstruction) for the points model's generate
+    g = bpy.context.scene.latentforge.generate
+    g.model, g.input_mode, g.count, g.steps, g.output, g.mesh_resolution = "points", "CATEGORY", 1, 4, "MESH", 32
+    if points.get("categories"):
+        g.category = points["categories"][0]
+    before = {j.key for j in bridge.jobs.all()}
+    assert bpy.ops.latentforge.generate() == {"FINISHED"}
+    (job,) = new_jobs(bridge, before)
+    assert job.spec["params"]["output"] == "mesh"
+    wait_jobs(lf, bridge, [job], timeout=300)
+    assert job.state == "finished", job.error
+    (obj,) = job_objects(job)
+    assert obj.type == "MESH" and len(obj.data.polygons) > 100
+    g.output = "POINTS"
 
 
 def test_populate_rows_without_overlap_and_linked_duplicates(lf, bridge):

@@ -11,7 +11,7 @@ from ..engine_bridge import BRIDGE
 
 MAX_SEED = 2**31 - 1 - 64 * 256  # leaves room for the per-object seed offsets the engine adds
 _DOING = {"generate": "generate", "refine": "refine objects", "views": "make novel views",
-          "populate": "populate"}
+          "populate": "populate", "interpolate": "interpolate shapes"}
 
 
 def poll_connected(cls, task: str | None = None) -> bool:

@@ -5,7 +5,7 @@ import bpy
 from .. import scene_builders as sb
 from ..engine_bridge import BRIDGE
 from ..jobs import Job
-from ..properties import model_categories
+from ..properties import model_categories, output_params
 from .common import check_ready, load_image_array, next_seed, poll_connected, report_bad_input
 
 
@@ -53,6 +53,7 @@ class LATENTFORGE_OT_generate(bpy.types.Operator):
         except sb.BadArrays as exc:
             return report_bad_input(self, exc)
         params["seed"] = next_seed(settings)
+        params.update(output_params(settings, model))
         spec = {"task": "generate", "model": model, "params": params, "priority": 0}
         job = Job("generate", spec, f"{model}: {label}",
                   context={"cursor": tuple(context.scene.cursor.location), "count": int(settings.count),

@@ -5,6 +5,7 @@ import bpy
 from .. import scene_builders as sb
 from ..engine_bridge import BRIDGE
 from ..jobs import Job
+from ..properties import output_params
 from .common import check_ready, poll_connected, report_bad_input
 
 
@@ -40,6 +41,7 @@ class LATENTFORGE_OT_refine(bpy.types.Operator):
         params = {"strength": float(settings.strength), "steps": int(settings.steps)}
         if settings.prompt.strip():
             params["prompt"] = settings.prompt.strip()
+        params.update(output_params(settings, model))
         for obj, vertices, faces in inputs:
             spec = {"task": "refine", "model": model, "params": dict(params), "priority": 0}
             job = Job("refine", spec, f"{model}: refine {obj.name}",

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
-TASKS = ("generate", "refine", "views", "populate")
+TASKS = ("generate", "refine", "views", "populate", "interpolate")
 RESULT_KINDS = ("mesh", "points", "images")
 
 

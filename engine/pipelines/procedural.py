@@ -35,6 +35,7 @@ PREVIEW_POINTS = 2048
 MAX_SEED = 2**31 - 1
 _REFINE_REASON = ("procedural shapes are built from parameters and cannot start from an existing "
                   "object; use the `points` model to refine a selection")
+_INTERPOLATE_REASON = ("procedural shapes have no latent space to interpolate in; use the `points` model")
 _VIEWS_REASON = "procedural shapes have no image model; novel views need the `views` model"
 
 
@@ -100,6 +101,7 @@ class ProceduralPipeline:
         tasks = {t: {"available": True, "reason": ""} for t in self.tasks}
         tasks["refine"] = {"available": False, "reason": _REFINE_REASON}
         tasks["views"] = {"available": False, "reason": _VIEWS_REASON}
+        tasks["interpolate"] = {"available": False, "reason": _INTERPOLATE_REASON}
         return {"available": True, "reason": "", "tasks": {t: tasks[t] for t in TASKS},
                 "categories": list(_categories())}
 

@@ -1,4 +1,4 @@
-"""Engine commands: serve, generate, populate, refine, jobs, result, models, prune, shutdown.
+"""Engine commands: serve, generate, populate, refine, interpolate, jobs, result, models, prune, shutdown.
 
 Client commands connect to ``--connect ADDRESS`` when given, else to the default socket
 when an engine answers there, else start a private engine for the call (on a temporary
@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--prompt", help="text naming what to make")
     what.add_argument("--image", type=Path, help="a PNG image prompt")
     _gen_args(p)
+    _output_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("populate", help="generate several categories at once, laid out on a grid")
@@ -67,7 +68,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=float, required=True, help="0 (keep) .. 1 (regenerate)")
     p.add_argument("--prompt")
     _gen_args(p)
+    _output_args(p)
     p.set_defaults(func=cmd_refine)
+
+    p = sub.add_parser("interpolate", help="shapes morphing from one mesh to another through the model's latents")
+    p.add_argument("--model", required=True, help="a model that can interpolate (points)")
+    p.add_argument("--a", type=Path, required=True, help="first shape: mesh file (obj, ply, stl, off, glb) or a PLY point cloud")
+    p.add_argument("--b", type=Path, required=True, help="second shape (same formats)")
+    p.add_argument("--count", type=int, default=5, help="shapes to make, A and B included (2..32, default 5)")
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument("--category", help="condition on a category (default: unconditional)")
+    cond.add_argument("--prompt", help="text naming a category")
+    _gen_args(p, count=False)
+    _output_args(p)
+    p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("jobs", help="list the engine's jobs, newest first")
     p.add_argument("--limit", type=int, default=20)
@@ -121,6 +135,12 @@ def _gen_args(p: argparse.ArgumentParser, count: bool = True) -> None:
                    help="file format (default ply; images are always PNG)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _conn_args(p)
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", choices=("points", "mesh"),
+                   help="points model: point clouds (default) or meshes reconstructed from them")
+    p.add_argument("--mesh-resolution", type=int, help="grid resolution of --output mesh (32..128, default 64)")
 
 
 def _prune_args(p: argparse.ArgumentParser) -> None:
@@ -237,7 +257,7 @@ def _extra_params(items: list[str]) -> dict[str, Any]:
 
 def _common_params(args: argparse.Namespace) -> dict[str, Any]:
     params = {}
-    for key in ("count", "seed", "steps", "guidance"):
+    for key in ("count", "seed", "steps", "guidance", "output", "mesh_resolution"):
         value = getattr(args, key, None)
         if value is not None:
             params[key] = value
@@ -431,6 +451,44 @@ def cmd_refine(args: argparse.Namespace) -> int:
     return _finish(summary, args.out)
 
 
+def _shape_arrays(path: Path, prefix: str) -> dict[str, Any]:
+    """A shape file as arrays ``{prefix}vertices``/``{prefix}faces``, or ``{prefix}points`` for a
+    file that holds only points (e.g. a PLY point cloud); the engine checks them like refine's input."""
+    import numpy as np
+    from engine.data.errors import EmptyMesh
+    from engine.data.meshio import load_mesh
+
+    try:
+        mesh = load_mesh(path)
+    except EmptyMesh as exc:
+        import trimesh
+        try:
+            loaded = trimesh.load(str(path), process=False)
+        except Exception:
+            raise exc from None
+        if not isinstance(loaded, trimesh.PointCloud) or len(loaded.vertices) == 0:
+            raise
+        return {f"{prefix}points": np.asarray(loaded.vertices, dtype=np.float32)}
+    return {f"{prefix}vertices": np.asarray(mesh.vertices, dtype=np.float32),
+            f"{prefix}faces": np.asarray(mesh.faces, dtype=np.int32)}
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    """`latentforge interpolate --a A --b B`: shapes travel as arrays ``a_*``/``b_*``; results are in
+    the canonical frame (centred, fitted to [-1, 1]^3), written in order from A (0) to B (count-1)."""
+    arrays = {**_shape_arrays(args.a, "a_"), **_shape_arrays(args.b, "b_")}
+    params = _common_params(args)
+    params["count"] = args.count
+    if args.category:
+        params["category"] = args.category
+    elif args.prompt:
+        params["prompt"] = args.prompt
+    spec = {"task": "interpolate", "model": args.model, "params": params, "priority": args.priority}
+    with engine_client(args) as client:
+        summary = run_job(client, spec, arrays, args.out, args.format, progress=not args.no_progress)
+    return _finish(summary, args.out)
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     """`latentforge jobs`."""
     with engine_client(args) as client:
@@ -476,9 +534,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             listing = client.models()
             listing["engine"] = client.address
         else:
-            from engine.device import resolve_device
             from engine.pipelines.registry import list_models
-            listing = {"device": resolve_device("auto"), "models": list_models(), "engine": None}
+            listing = {"device": local_device_guess(), "models": list_models(), "engine": None}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
@@ -488,6 +545,28 @@ def cmd_models(args: argparse.Namespace) -> int:
         state = f"available: {tasks}" if m["available"] else f"unavailable: {m['reason']}"
         print(f"  {m['name']:11} {'/'.join(m['kinds']):8} {state}")
     return 0
+
+
+def local_device_guess() -> str:
+    """The device ``auto`` would pick, told without importing torch (seconds): ``cuda`` when the
+    installed torch is a CUDA build, an NVIDIA driver is loaded and ``CUDA_VISIBLE_DEVICES``
+    does not hide every device, else ``cpu``. A running engine reports the device it resolved."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("torch")   # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return "cpu"
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return "cpu"
+    try:
+        text = (Path(list(spec.submodule_search_locations)[0]) / "version.py").read_text()
+    except OSError:
+        return "cpu"
+    match = re.search(r"^cuda\s*(?::[^=]*)?=\s*(\S+)", text, re.M)
+    if not match or match.group(1) in ("None", "''", '""'):
+        return "cpu"
+    return "cuda" if Path("/proc/driver/nvidia/version").exists() else "cpu"
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

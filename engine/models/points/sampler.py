@@ -219,12 +219,16 @@ class LatentSampler:
         """Deterministic DDIM inversion (unguided) of normalized latents to noise (z_T, h_T).
 
         The global latent is inverted first; the point latents are inverted conditioned on the
-        clean global latent, mirroring how they are generated.
+        clean global latent, mirroring how they are generated. ``hooks.step`` is called after
+        every prior evaluation (stage "invert", 2 × steps in all) and may raise to cancel.
         """
+        hooks = hooks or Hooks()
         sched = sample_scheduler(self.model.cfg.diffusion, "ddim")
         ts = list(reversed(self._timesteps(sched, steps, 1.0)))   # the timesteps `run` samples with
         ac = sched.alphas_cumprod.to(self.device)
         null = self.model.cond.null.expand_as(cond)
+
+        k = [0]
 
         def invert(x, out_fn):
             # x sits at level t_prev (clean at first, evaluated at the first timestep 0); the
@@ -235,6 +239,9 @@ class LatentSampler:
                 a = ac[t]
                 x = a.sqrt() * x0 + (1 - a).sqrt() * eps
                 t_prev = t.long()
+                k[0] += 1
+                if hooks.step:
+                    hooks.step("invert", k[0], 2 * len(ts))
             return x
 
         z_clean = z
@@ -254,19 +261,33 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
 @torch.no_grad()
 def interpolate(sampler: LatentSampler, points_a: torch.Tensor, points_b: torch.Tensor, n: int, *,
                 cond: torch.Tensor | None = None, steps: int = 25, n_points: int = 2048,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, hooks: Hooks | None = None) -> torch.Tensor:
     """``n`` shapes (n×n_points×3) morphing from shape A to shape B (each N×3, canonical frame).
 
     Both are encoded, DDIM-inverted to noise, the noises are slerped and sampled back with
     (unguided) DDIM, so the end points are close to the inputs' reconstructions.
+    ``hooks.step`` sees one count over both phases (stage "invert", then the sampling stages;
+    4 × steps in all); previews come from the sampling phase.
     """
     m = sampler.model
+    hooks = hooks or Hooks()
     if cond is None:
         cond = m.cond.null[None]
     z, h = sampler.encode(torch.stack([points_a, points_b]), generator)
-    zT, hT = sampler.ddim_invert(z, h, cond.expand(2, -1), steps)
+    n_inv = [0]
+
+    def inv_step(stage: str, k: int, total: int) -> None:
+        n_inv[0] = total
+        if hooks.step:
+            hooks.step(stage, k, 2 * total)
+
+    zT, hT = sampler.ddim_invert(z, h, cond.expand(2, -1), steps, hooks=Hooks(step=inv_step))
+    run_hooks = Hooks(step=(lambda stage, k, total: hooks.step(stage, n_inv[0] + k, n_inv[0] + total))
+                      if hooks.step else None,
+                      want_preview=(lambda k: hooks.want_preview(n_inv[0] + k)) if hooks.want_preview else None,
+                      preview=hooks.preview, preview_points=hooks.preview_points)
     ws = torch.linspace(0, 1, n).tolist()
     zn = torch.cat([slerp(zT[:1], zT[1:], w) for w in ws])
     hn = torch.cat([slerp(hT[:1], hT[1:], w) for w in ws])
     return sampler.run(cond.expand(n, -1), n_points=n_points, steps=steps, guidance=1.0, sampler="ddim",
-                       generator=generator, z_noise=zn, h_noise=hn)
+                       generator=generator, z_noise=zn, h_noise=hn, hooks=run_hooks)
