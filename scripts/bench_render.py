@@ -55,8 +55,12 @@ def main() -> None:
     total = time.perf_counter() - t_all
     images = args.views * len(meshes)
     ips = images / total
+    machine = f"{os.cpu_count()}-core CPU ({platform.machine()})"
+    if backend == "cuda":  # rasterization on the GPU; shading (numpy) still on the CPU
+        import torch
+        machine += f"; rasterization on {torch.cuda.get_device_name()}"
     print(json.dumps({
-        "machine": f"{os.cpu_count()}-core CPU ({platform.machine()})",
+        "machine": machine,
         "backend": backend,
         "size": args.size,
         "supersample": args.supersample,

@@ -175,6 +175,58 @@ def test_cpu_and_cuda_backends_agree(meshes_dir):
     assert np.mean(np.abs(cpu["rgb"][both].astype(int) - gpu["rgb"][both]) <= 2) > 0.97
 
 
+def test_nvdiffrast_plugin_is_registered_when_torch_loads_it(monkeypatch):
+    """nvdiffrast 0.3.3 re-imports its torch extension by name; with pybind11 3 (torch 2.11)
+    torch's loader no longer registers it in sys.modules, and our shim must (checked on CPU
+    with stand-ins for nvdiffrast's loader and torch's)."""
+    import importlib
+    import sys
+    import types
+
+    import torch.utils.cpp_extension as cpp_extension
+
+    from engine.render import backend_cuda
+
+    name = "lf_fake_nvdiffrast_plugin"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    calls = []
+
+    def torch_loader(module_name, path, is_python_module):  # like torch's: loads, registers nothing
+        calls.append(module_name)
+        return types.ModuleType(module_name)
+
+    def get_plugin(gl=False):  # like nvdiffrast.torch.ops._get_plugin
+        cpp_extension._import_module_from_library(name, "/nowhere", True)
+        ops._cached_plugin[gl] = importlib.import_module(name)
+        return ops._cached_plugin[gl]
+
+    ops = types.SimpleNamespace(_cached_plugin={}, _get_plugin=get_plugin)
+    package = types.ModuleType("nvdiffrast")
+    package.torch = types.ModuleType("nvdiffrast.torch")
+    package.torch.ops = ops
+    monkeypatch.setitem(sys.modules, "nvdiffrast", package)
+    monkeypatch.setitem(sys.modules, "nvdiffrast.torch", package.torch)
+    monkeypatch.setitem(sys.modules, "nvdiffrast.torch.ops", ops)
+    monkeypatch.setattr(cpp_extension, "_import_module_from_library", torch_loader)
+    with pytest.raises(ModuleNotFoundError):
+        get_plugin()  # what nvdiffrast alone does under pybind11 3
+    backend_cuda._load_plugin()
+    assert ops._cached_plugin[False] is sys.modules[name] and calls == [name, name]
+    assert cpp_extension._import_module_from_library is torch_loader  # restored
+    backend_cuda._load_plugin()  # loaded once only
+    assert calls == [name, name]
+
+    def broken(gl=False):
+        raise RuntimeError("Error building extension 'nvdiffrast_plugin'")
+
+    ops._cached_plugin.clear()
+    ops._get_plugin = broken
+    with pytest.raises(RenderBackendUnavailable) as e:
+        backend_cuda._load_plugin()
+    assert "Error building extension" in e.value.details["error"]
+    monkeypatch.delitem(sys.modules, name, raising=False)
+
+
 def test_cuda_backend_clip_space_matches_pixel_convention(sphere):
     """The nvdiffrast path's projection, checked on CPU: NDC of a pixel's ray is that pixel."""
     import torch

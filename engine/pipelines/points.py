@@ -48,7 +48,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "poin
 CHECKPOINT_ENV = "LATENTFORGE_POINTS_CHECKPOINT"
 MAX_COUNT = 64
 MAX_SEED = 2**31 - 1
-BATCH = 16
+BATCH = {"cpu": 16, "cuda": 64}   # shapes per sampler run: CPU caches favour small batches, GPUs large ones
 REFINE_POINTS = 2048
 MAX_INTERPOLATE = 32
 OUTPUTS = ("points", "mesh")
@@ -300,9 +300,10 @@ class PointsPipeline:
         results: list[Result] = []
         canonical: list[np.ndarray] = []
         done_steps = [0]
-        n_batches = (count + BATCH - 1) // BATCH
-        for b0 in range(0, count, BATCH):
-            b = min(BATCH, count - b0)
+        chunk = BATCH["cuda" if str(device).startswith("cuda") else "cpu"]
+        n_batches = (count + chunk - 1) // chunk
+        for b0 in range(0, count, chunk):
+            b = min(chunk, count - b0)
             seeds = [seed + b0 + i for i in range(b)]
             D, M = model.cfg.vae.global_dim, model.cfg.vae.n_latent_points
             P = 3 + model.cfg.vae.point_feat_dim

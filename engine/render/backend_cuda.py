@@ -8,9 +8,15 @@ perspective-correct barycentrics; world positions are interpolated from them, an
 Image rows: nvdiffrast puts NDC y = -1 (the bottom) in row 0; rows are flipped so row 0
 is the top, as everywhere else in the engine. Pixel centres are sampled in both
 backends, so their visibility agrees up to edge pixels and depth precision.
+
+nvdiffrast compiles its CUDA extension on first use (nvcc and ninja needed, about half a
+minute on 16 cores) and caches it under ``TORCH_EXTENSIONS_DIR``; ``_load_plugin`` makes
+that load work on torch builds whose extensions use pybind11 3 (seen with torch 2.11, 2.14).
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -34,6 +40,39 @@ def available() -> bool:
     return True
 
 
+def _load_plugin() -> None:
+    """Build (first time) and load nvdiffrast's CUDA extension.
+
+    nvdiffrast 0.3.3 has torch build and load the extension, drops the module torch
+    returns, and imports it again by name from ``sys.modules``. Extensions built with
+    pybind11 3 (torch 2.11, 2.14) use multi-phase initialisation and are not put in
+    ``sys.modules`` when loaded from a path, so that import fails with
+    ``ModuleNotFoundError: nvdiffrast_plugin_...``. Registering the module that torch
+    loaded (rather than loading the library a second time) fixes it.
+    """
+    import torch.utils.cpp_extension as cpp_extension
+    from nvdiffrast.torch import ops
+
+    if ops._cached_plugin.get(False) is not None:
+        return
+    load = cpp_extension._import_module_from_library
+
+    def load_and_register(module_name, path, is_python_module):
+        module = load(module_name, path, is_python_module)
+        if is_python_module:
+            sys.modules.setdefault(module_name, module)
+        return module
+
+    cpp_extension._import_module_from_library = load_and_register
+    try:
+        ops._get_plugin(False)
+    except Exception as exc:  # build failed (no nvcc or ninja, a compiler error, ...)
+        raise RenderBackendUnavailable("nvdiffrast's CUDA extension could not be built or loaded.",
+                                       details={"error": str(exc)[-2000:]}) from exc
+    finally:
+        cpp_extension._import_module_from_library = load
+
+
 def _context(device: str):
     try:
         import nvdiffrast.torch as dr
@@ -41,6 +80,7 @@ def _context(device: str):
         raise RenderBackendUnavailable("The 'cuda' render backend needs nvdiffrast, which is not installed.",
                                        details={"import_error": str(exc)}) from exc
     if device not in _CONTEXTS:
+        _load_plugin()
         _CONTEXTS[device] = dr.RasterizeCudaContext(device=device)
     return _CONTEXTS[device]
 

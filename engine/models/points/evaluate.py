@@ -39,7 +39,7 @@ def sample_category(model, category: str, n: int, steps: int, guidance: float, s
     out, t0 = [], time.perf_counter()
     for b0 in range(0, n, batch):
         b = min(batch, n - b0)
-        g = torch.Generator().manual_seed(seed + b0)
+        g = torch.Generator(device=s.device).manual_seed(seed + b0)
         cond = s.condition(torch.full((b,), cid, dtype=torch.long))
         out.append(s.run(cond, n_points=2048, steps=steps, guidance=guidance, sampler=sampler, generator=g,
                          clean=clean).cpu().numpy())
