@@ -23,32 +23,19 @@ from engine.models.points.config import tiny_config
 from engine.models.points.model import PointsModel
 from engine.pipelines.points import DEFAULT_CHECKPOINT, PointsPipeline
 
+from points_job_context import RecordingContext
+
 torch.set_num_threads(1)
 SHIPPED = (DEFAULT_CHECKPOINT / "model.safetensors").is_file()
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="no shipped checkpoint")
 HAVE_P2M = importlib.util.find_spec("engine.geometry.points_to_mesh") is not None
 
 
-class Ctx:
-    """A job context that records what the pipeline reports."""
-
-    device = "cpu"
+class Ctx(RecordingContext):
+    """Previews every third step."""
 
     def __init__(self, cancel_at: int | None = None) -> None:
-        self.steps, self.previews, self.cancel_at = [], [], cancel_at
-
-    def progress(self, stage, step, total):
-        self.steps.append((stage, step, total))
-
-    def wants_preview(self, step):
-        return step % 3 == 0
-
-    def preview(self, kind, arrays, meta=None):
-        self.previews.append((kind, {k: np.asarray(v) for k, v in arrays.items()}, dict(meta or {})))
-
-    def check_cancelled(self):
-        if self.cancel_at is not None and len(self.steps) >= self.cancel_at:
-            raise JobCancelled("cancelled")
+        super().__init__(cancel_at, preview_every=3)
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +79,15 @@ def test_status_and_protocol_know_the_task(tiny_ckpt):
         check_task(get_pipeline("procedural"), "interpolate")
 
 
-def test_torch_free_checkpoint_check_agrees_with_the_model_module(tmp_path, tiny_ckpt):
-    from engine.models.points.model import checkpoint_complete as model_check
-    from engine.pipelines.points import checkpoint_complete
+def test_checkpoint_check_names_what_is_missing(tmp_path, tiny_ckpt):
+    from engine.models.points.checkpoint import checkpoint_complete
 
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text("{}")
-    for folder in (tmp_path / "none", tmp_path / "half", tiny_ckpt):
-        assert checkpoint_complete(folder) == model_check(folder)
+    assert checkpoint_complete(tmp_path / "none") == (False, f"checkpoint folder {tmp_path / 'none'} does not exist")
+    ok, why = checkpoint_complete(tmp_path / "half")
+    assert not ok and "model.safetensors missing" in why
+    assert checkpoint_complete(tiny_ckpt) == (True, "")
 
 
 def test_validate_normalizes(tiny_ckpt):

@@ -13,29 +13,12 @@ from engine.models.points.config import tiny_config
 from engine.models.points.model import PointsModel
 from engine.pipelines.points import DEFAULT_CHECKPOINT, PointsPipeline
 
+from points_job_context import RecordingContext
+
 torch.set_num_threads(1)
 
 
-class Ctx:
-    """A job context that records what the pipeline reports."""
-
-    device = "cpu"
-
-    def __init__(self, cancel_at: int | None = None) -> None:
-        self.steps, self.previews, self.cancel_at = [], [], cancel_at
-
-    def progress(self, stage, step, total):
-        self.steps.append((stage, step, total))
-
-    def wants_preview(self, step):
-        return step % 2 == 0
-
-    def preview(self, kind, arrays, meta=None):
-        self.previews.append((kind, {k: np.asarray(v) for k, v in arrays.items()}, dict(meta or {})))
-
-    def check_cancelled(self):
-        if self.cancel_at is not None and len(self.steps) >= self.cancel_at:
-            raise JobCancelled("cancelled")
+Ctx = RecordingContext
 
 
 @pytest.fixture(scope="module")

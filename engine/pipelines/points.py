@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InvalidRequest, LatentforgeError, ModelUnavailable
+from engine.models.points.checkpoint import CONFIG as _CONFIG
+from engine.models.points.checkpoint import checkpoint_complete
 from engine.models.points.errors import RefineInputMissing
 from engine.pipelines.base import TASKS, JobContext, Result
 
@@ -53,8 +55,6 @@ REFINE_POINTS = 2048
 MAX_INTERPOLATE = 32
 OUTPUTS = ("points", "mesh")
 MESH_RESOLUTION = (32, 128, 64)   # min, max, default
-# checkpoint file names (engine/models/points/model.py CONFIG/WEIGHTS; not imported: that imports torch)
-_CONFIG, _WEIGHTS = "config.json", "model.safetensors"
 _VIEWS = "the points model makes point clouds; novel views need the `views` model"
 _POPULATE = "populate lays out procedural meshes; use the `procedural` model"
 
@@ -69,21 +69,6 @@ class InterpolateInputMissing(RefineInputMissing):
     code = "points.interpolate_input_missing"
     advice = ("Send each object as arrays `a_vertices` + `a_faces` (or `a_points`) and "
               "`b_vertices` + `b_faces` (or `b_points`).")
-
-
-def checkpoint_complete(folder: str | Path) -> tuple[bool, str]:
-    """Cheap check (no weights read, no torch) that a checkpoint folder is usable, with a reason if not.
-
-    Same rule as ``engine.models.points.model.checkpoint_complete``, which cannot be
-    imported here without importing torch.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return False, f"checkpoint folder {folder} does not exist"
-    for name in (_CONFIG, _WEIGHTS):
-        if not (folder / name).is_file():
-            return False, f"{name} missing in {folder}; train with `latentforge train points`"
-    return True, ""
 
 
 def _side(arrays: dict[str, Any], side: str) -> dict[str, np.ndarray]:

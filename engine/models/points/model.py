@@ -18,8 +18,7 @@ from .global_prior import GlobalPrior
 from .point_prior import PointPrior
 from .vae import PointsVAE
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+from .checkpoint import CONFIG, WEIGHTS, checkpoint_complete  # noqa: F401  (re-exported)
 
 
 class PointsModel(nn.Module):
@@ -66,14 +65,3 @@ class PointsModel(nn.Module):
         model = cls(PointsConfig.load(folder / CONFIG))
         model.load_state_dict(load_file(str(folder / WEIGHTS), device="cpu"))
         return model.to(device).eval()
-
-
-def checkpoint_complete(folder: str | Path) -> tuple[bool, str]:
-    """Cheap check (no weights read) that a checkpoint folder is usable, with a reason if not."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return False, f"checkpoint folder {folder} does not exist"
-    for name in (CONFIG, WEIGHTS):
-        if not (folder / name).is_file():
-            return False, f"{name} missing in {folder}; train with `latentforge train points`"
-    return True, ""
