@@ -77,7 +77,11 @@ class LATENTFORGE_PT_generate(_LatentforgePanel, bpy.types.Panel):
         sub.prop(s, "seed")
         row.prop(s, "randomize_seed", text="", icon="FILE_REFRESH")
         col.prop(s, "steps")
-        col.prop(s, "guidance")
+        row = col.row(align=True)
+        row.prop(s, "custom_guidance", text="")
+        sub = row.row(align=True)
+        sub.enabled = s.custom_guidance
+        sub.prop(s, "guidance")
         _output_props(col, s)
         col.operator("latentforge.generate", icon="PLAY")
 

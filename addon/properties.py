@@ -87,7 +87,12 @@ class LF_GenerateSettings(bpy.types.PropertyGroup):
     randomize_seed: BoolProperty(name="Random Seed", default=True,
                                  description="Pick a new seed every time (the seed used is stored on the objects)")
     steps: IntProperty(name="Steps", default=25, min=1, max=1000)
-    guidance: FloatProperty(name="Guidance", default=3.0, min=0.0, max=50.0)
+    custom_guidance: BoolProperty(name="Custom Guidance", default=False,
+                                  description="Set the guidance scale yourself; off: the model's own default "
+                                              "(chosen when it was trained)")
+    guidance: FloatProperty(name="Guidance", default=1.5, min=0.0, max=50.0,
+                            description="Classifier-free guidance scale: higher follows the prompt more, "
+                                        "with less variety (1 = none)")
     spacing: FloatProperty(name="Spacing", default=2.5, min=0.0, subtype="DISTANCE",
                            description="Distance between results when Count > 1")
     output: EnumProperty(name="Output", items=_OUTPUT_ITEMS, default="POINTS",

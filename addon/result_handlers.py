@@ -79,6 +79,7 @@ def tag_object(obj: bpy.types.Object, job, msg) -> None:
         "seed": msg.get("seed") if isinstance(msg.get("seed"), int) else -1,
         "index": int(msg.get("index") or 0),
         "category": meta.get("category"),
+        "guidance": meta.get("guidance"),   # the scale used, also when the model chose it
         "params": _params_for_props(job),
     })
 

@@ -60,6 +60,8 @@ def bench_points(args) -> dict:
     pipe.model(args.device)
     load_s = time.perf_counter() - t
     cat = args.category or pipe.categories()[0]
+    if args.guidance is None:
+        args.guidance = pipe.default_guidance()
     params = pipe.validate("generate", {"category": cat, "count": args.batch, "steps": args.steps,
                                         "guidance": args.guidance, "seed": 0})
     pipe.run("generate", params, _Ctx(time.perf_counter(), device=args.device))          # warm-up
@@ -143,7 +145,7 @@ def quality(model, args) -> dict:
         for c in cats:
             samples, sec = sample_category(model, c, args.quality_n, steps, args.guidance, seed=1,
                                            sampler="ddpm" if steps >= 900 else "dpmsolver++")
-            m = compute_all_metrics(samples, refs[c], use_emd=False)
+            m = compute_all_metrics(samples, refs[c], use_emd=False, device=args.device)
             row[c] = {"1nna_cd": m["1nna_cd"], "cov_cd": m["cov_cd"], "mmd_cd": m["mmd_cd"], "seconds_per_shape": sec}
         row["mean_1nna_cd"] = statistics.mean(v["1nna_cd"] for k, v in row.items() if isinstance(v, dict))
         res[str(steps)] = row
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=1.5)
+    p.add_argument("--guidance", type=float, help="default: the checkpoint's diffusion.guidance")
     p.add_argument("--category")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)

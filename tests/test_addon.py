@@ -509,6 +509,10 @@ def test_points_model_generate_and_refine(lf, plugged):
     assert len(objs) == 2 and all(o.type == "POINTCLOUD" and len(o.data.points) > 0 for o in objs)
     assert all(o["latentforge_model"] == "points" for o in objs)
     assert max(seen_preview) >= 1 and not preview_objects(lf)
+    # no custom guidance: the model's own default is used and recorded on the objects
+    assert "guidance" not in job.spec["params"]
+    ckpt_cfg = json.loads((REPO / "engine" / "checkpoints" / "points" / "config.json").read_text())
+    assert objs[0]["latentforge_guidance"] == pytest.approx(ckpt_cfg["diffusion"].get("guidance", 1.5))
     # refine (SDEdit) of a mesh object: a point cloud in its place, same transform
     bpy.ops.mesh.primitive_uv_sphere_add(location=(0.0, 8.0, 1.0), scale=(1.0, 0.6, 1.4))
     ball = bpy.context.active_object

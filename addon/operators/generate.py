@@ -11,8 +11,9 @@ from .common import check_ready, load_image_array, next_seed, poll_connected, re
 
 def generate_params(settings) -> tuple[dict, dict | None, str]:
     """(params, arrays, label) for the generate settings; raises ``BadArrays`` for a bad image."""
-    params: dict = {"count": int(settings.count), "steps": int(settings.steps),
-                    "guidance": float(settings.guidance)}
+    params: dict = {"count": int(settings.count), "steps": int(settings.steps)}
+    if settings.custom_guidance:
+        params["guidance"] = float(settings.guidance)
     arrays = None
     if settings.input_mode == "TEXT":
         params["prompt"] = settings.prompt.strip()

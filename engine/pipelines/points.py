@@ -5,7 +5,7 @@ Tasks:
 - ``generate``: ``category`` (or ``prompt`` naming one; absent: unconditional), ``count``
   (1-64), ``seed`` (shape ``i`` starts from the noise of ``seed + i``; drawn and recorded
   when absent), ``steps`` (per prior, 1-1000, default 25), ``guidance`` (classifier-free
-  guidance scale, 0-20, default 1.5; 1 = none), ``n_points`` (16-200000, default 2048),
+  guidance scale, 0-20, default: the checkpoint's ``diffusion.guidance``; 1 = none), ``n_points`` (16-200000, default 2048),
   ``sampler`` (``dpmsolver++`` default, or ``ddim``).
 - ``refine`` (SDEdit): the object travels as arrays ``vertices`` (f32 N×3) + ``faces``
   (i32 M×3), or ``points`` (f32 N×3). It is sampled (2048 points), fitted to the training
@@ -149,6 +149,14 @@ class PointsPipeline:
         return {"available": ok, "reason": reason, "tasks": tasks,
                 "categories": self.categories() if ok else [], "checkpoint": str(self.checkpoint)}
 
+    def default_guidance(self) -> float:
+        """The checkpoint's own guidance scale (``diffusion.guidance`` in its config), else 1.5."""
+        cfg = self._config() or {}
+        try:
+            return float(cfg.get("diffusion", {}).get("guidance", 1.5))
+        except (TypeError, ValueError):
+            return 1.5
+
     # ---- validation ----------------------------------------------------------------
 
     def _require(self) -> None:
@@ -207,7 +215,7 @@ class PointsPipeline:
             "count": _int(params, "count", *counts),
             "seed": secrets.randbelow(MAX_SEED - MAX_COUNT) if seed is None else seed,
             "steps": _int(params, "steps", 25, 1, 1000),
-            "guidance": _float(params, "guidance", 1.5, 0.0, 20.0),
+            "guidance": _float(params, "guidance", self.default_guidance(), 0.0, 20.0),
             "n_points": _int(params, "n_points", 2048, 16, 200_000),
             "sampler": params.get("sampler", "dpmsolver++"),
         }

@@ -68,6 +68,7 @@ class DiffusionConfig:
     # prediction and the cosine schedule, alpha_bar < 0.02 above ~0.9: there an x0 estimate
     # is eps error / 0.1 or worse, and short-trained priors overshoot (samples too large).
     sample_t_max: float = 0.9           # 1.0 for v-prediction: no part of the schedule is skipped
+    guidance: float = 1.5               # default classifier-free guidance scale (chosen on the val split)
 
 
 @dataclass

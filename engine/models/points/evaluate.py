@@ -60,13 +60,14 @@ def reconstruction_chamfer(model, pts: np.ndarray) -> float:
     return float(torch.cat(vals).mean())
 
 
-def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float, categories: list[str] | None,
+def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float | None, categories: list[str] | None,
              floor: bool, emd: bool, seed: int, samples_out: Path | None, log=print,
              split: str = "test", clean: bool | None = None) -> dict:
     from engine.eval.metrics import compute_all_metrics
 
     from .model import PointsModel
     model = PointsModel.load(ckpt)
+    guidance = model.cfg.diffusion.guidance if guidance is None else guidance
     cats = categories or list(model.cfg.cond.categories)
     result: dict = {"checkpoint": str(ckpt), "steps": steps, "guidance": guidance, "per_category": per_category,
                     "reference_split": split, "cleanup": model.cfg.cleanup.enabled if clean is None else clean,
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt", required=True, type=Path)
     p.add_argument("--per-category", type=int, default=16)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=1.5)
+    p.add_argument("--guidance", type=float, help="default: the checkpoint's diffusion.guidance")
     p.add_argument("--categories")
     p.add_argument("--floor", action="store_true")
     p.add_argument("--no-emd", action="store_true")

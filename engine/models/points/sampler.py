@@ -158,13 +158,15 @@ class LatentSampler:
             sampler: str = "dpmsolver++", generator: torch.Generator | None = None,
             z_init: torch.Tensor | None = None, h_init: torch.Tensor | None = None, strength: float = 1.0,
             hooks: Hooks | None = None, return_latents: bool = False,
-            z_noise: torch.Tensor | None = None, h_noise: torch.Tensor | None = None, clean: bool | None = None):
+            z_noise: torch.Tensor | None = None, h_noise: torch.Tensor | None = None, clean: bool | None = None,
+            noise_level: float = 1.0):
         """Denoise global then point latents for condition vectors ``cond`` (B×C) and decode.
 
         ``z_init``/``h_init`` (normalized latents, B×D and B×M×P) with ``strength`` < 1 is
         SDEdit: they are noised to that level and denoised from there. ``z_noise``/``h_noise``
         replace the initial Gaussian noise (e.g. from ``ddim_invert``, for interpolation).
-        ``clean`` overrides the checkpoint's stray-point removal (``decode``).
+        ``clean`` overrides the checkpoint's stray-point removal (``decode``). ``noise_level``
+        (0-1] is where ``z_noise``/``h_noise`` sit in the schedule (``ddim_invert``'s ``level``).
         """
         m, hooks = self.model, hooks or Hooks()
         b, dev = cond.shape[0], self.device
@@ -178,7 +180,7 @@ class LatentSampler:
         k = 0
 
         sched = sample_scheduler(m.cfg.diffusion, sampler)
-        ts = self._timesteps(sched, steps, strength if z_init is not None else 1.0)
+        ts = self._timesteps(sched, steps, strength if z_init is not None else noise_level)
         # From pure noise the first timestep's tiny signal (sqrt(alpha_bar) ~ 0.15) is neglected.
         z = z_noise if z_noise is not None else torch.randn(b, D, device=dev, generator=generator)
         if z_init is not None and strength < 1.0:
@@ -191,7 +193,7 @@ class LatentSampler:
                 hooks.step("global", k, total)
 
         sched = sample_scheduler(m.cfg.diffusion, sampler)
-        ts = self._timesteps(sched, steps, strength if h_init is not None else 1.0)
+        ts = self._timesteps(sched, steps, strength if h_init is not None else noise_level)
         h = h_noise if h_noise is not None else torch.randn(b, M, P, device=dev, generator=generator)
         if h_init is not None and strength < 1.0:
             h = sched.add_noise(h_init, h, ts[:1].repeat(b))
@@ -215,27 +217,29 @@ class LatentSampler:
 
     @torch.no_grad()
     def ddim_invert(self, z: torch.Tensor, h: torch.Tensor, cond: torch.Tensor, steps: int = 25,
-                    hooks: Hooks | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    hooks: Hooks | None = None, level: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic DDIM inversion (unguided) of normalized latents to noise (z_T, h_T).
 
         The global latent is inverted first; the point latents are inverted conditioned on the
-        clean global latent, mirroring how they are generated. ``hooks.step`` is called after
+        clean global latent, mirroring how they are generated. ``level`` (0-1] is how far into
+        the schedule to go (``run(..., noise_level=level)`` samples back). ``hooks.step`` is called after
         every prior evaluation (stage "invert", 2 × steps in all) and may raise to cancel.
         """
         hooks = hooks or Hooks()
         sched = sample_scheduler(self.model.cfg.diffusion, "ddim")
-        ts = list(reversed(self._timesteps(sched, steps, 1.0)))   # the timesteps `run` samples with
+        ts = list(reversed(self._timesteps(sched, steps, level)))   # the timesteps `run` samples with
         ac = sched.alphas_cumprod.to(self.device)
         null = self.model.cond.null.expand_as(cond)
 
         k = [0]
 
         def invert(x, out_fn):
-            # x sits at level t_prev (clean at first, evaluated at the first timestep 0); the
-            # model's epsilon there carries it to the next level (deterministic DDIM, reversed).
+            # As diffusers' DDIMInverseScheduler: the model runs at the next (noisier) timestep,
+            # its output is read at the level x sits at (clean at first), and x0 + epsilon are
+            # carried to the next level. (At the clean level itself epsilon is unidentifiable.)
             t_prev = torch.zeros((), dtype=torch.long, device=self.device)
             for t in ts:
-                eps, x0 = eps_and_x0(sched, x, out_fn(x, t_prev), t_prev.expand(x.shape[0]))
+                eps, x0 = eps_and_x0(sched, x, out_fn(x, t), t_prev.expand(x.shape[0]))
                 a = ac[t]
                 x = a.sqrt() * x0 + (1 - a).sqrt() * eps
                 t_prev = t.long()
@@ -250,6 +254,9 @@ class LatentSampler:
         return zT, hT
 
 
+INTERPOLATION_LEVEL = 0.7   # how far interpolation inverts into the noise schedule (see ``interpolate``)
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
     """Spherical interpolation of Gaussian noise tensors (keeps their norm statistics)."""
     af, bf = a.flatten(1), b.flatten(1)
@@ -261,11 +268,15 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
 @torch.no_grad()
 def interpolate(sampler: LatentSampler, points_a: torch.Tensor, points_b: torch.Tensor, n: int, *,
                 cond: torch.Tensor | None = None, steps: int = 25, n_points: int = 2048,
-                generator: torch.Generator | None = None, hooks: Hooks | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, hooks: Hooks | None = None,
+                level: float = INTERPOLATION_LEVEL) -> torch.Tensor:
     """``n`` shapes (n×n_points×3) morphing from shape A to shape B (each N×3, canonical frame).
 
-    Both are encoded, DDIM-inverted to noise, the noises are slerped and sampled back with
-    (unguided) DDIM, so the end points are close to the inputs' reconstructions.
+    Both are encoded, DDIM-inverted to ``level`` of the noise schedule, the two noisy latents
+    are slerped and sampled back with (unguided) DDIM, so the end points are close to the
+    inputs' reconstructions. Not all the way (level 1): at the end of a zero-terminal-SNR
+    schedule (v-prediction, "trailing") the latent is pure noise and a few-step inversion
+    loses the shape.
     ``hooks.step`` sees one count over both phases (stage "invert", then the sampling stages;
     4 × steps in all); previews come from the sampling phase.
     """
@@ -281,7 +292,7 @@ def interpolate(sampler: LatentSampler, points_a: torch.Tensor, points_b: torch.
         if hooks.step:
             hooks.step(stage, k, 2 * total)
 
-    zT, hT = sampler.ddim_invert(z, h, cond.expand(2, -1), steps, hooks=Hooks(step=inv_step))
+    zT, hT = sampler.ddim_invert(z, h, cond.expand(2, -1), steps, hooks=Hooks(step=inv_step), level=level)
     run_hooks = Hooks(step=(lambda stage, k, total: hooks.step(stage, n_inv[0] + k, n_inv[0] + total))
                       if hooks.step else None,
                       want_preview=(lambda k: hooks.want_preview(n_inv[0] + k)) if hooks.want_preview else None,
@@ -290,4 +301,4 @@ def interpolate(sampler: LatentSampler, points_a: torch.Tensor, points_b: torch.
     zn = torch.cat([slerp(zT[:1], zT[1:], w) for w in ws])
     hn = torch.cat([slerp(hT[:1], hT[1:], w) for w in ws])
     return sampler.run(cond.expand(n, -1), n_points=n_points, steps=steps, guidance=1.0, sampler="ddim",
-                       generator=generator, z_noise=zn, h_noise=hn, hooks=run_hooks)
+                       generator=generator, z_noise=zn, h_noise=hn, hooks=run_hooks, noise_level=level)
