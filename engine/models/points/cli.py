@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -40,6 +41,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Under torchrun every process runs this; only rank 0 reports.
+    say = print if int(os.environ.get("RANK", "0")) == 0 else (lambda *_a, **_k: None)
     device = resolve_device(args.device)
     raw = json.loads(Path(args.config).read_text()) if args.config else {}
     cfg = PointsConfig.from_dict(raw.get("model", {}))
@@ -63,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         train = load_dataset_dir(args.data, "train", cats, n_points=cfg.n_points)
         val = load_dataset_dir(args.data, "val", train.categories, n_points=cfg.n_points)
     cfg.cond.categories = list(train.categories)
-    print(f"training on {len(train)} shapes ({', '.join(train.categories)}); {len(val)} val shapes; device {device}")
+    say(f"training on {len(train)} shapes ({', '.join(train.categories)}); {len(val)} val shapes; device {device}")
     save_train_config(state / "train_config.json", tcfg)
 
     trainer = Trainer(cfg, tcfg, train, val, out, state, device)
@@ -88,5 +91,5 @@ def _run(args: argparse.Namespace) -> int:
         if not trainer.load_model_if_any():
             raise SystemExit(f"no trained model in {out}; run the vae and prior stages first")
         trainer.train_joint(resume=args.resume)
-    print(f"model written to {out}")
+    say(f"model written to {out}")
     return 0

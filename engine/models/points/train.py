@@ -122,6 +122,8 @@ class Trainer:
         self.out, self.state, self.device, self.log = Path(out), Path(state), device, log
         self.state.mkdir(parents=True, exist_ok=True)
         self.model = PointsModel(cfg).to(device)
+        # Every process trains; only rank 0 writes files and talks.
+        self.log = log if _rank() == 0 else (lambda *_a, **_k: None)
         self.rng = np.random.default_rng(tcfg.seed + _rank())
         torch.manual_seed(tcfg.seed + _rank())
 
@@ -400,7 +402,7 @@ class Trainer:
         bar.close()
         self._joint_checkpoint(trainable, pri, ema, opt, step, time.time() - t0, done=True)
         if t.val_every_s > 0:
-            self._prior_validation(pri, ema, step)
+            self._prior_validation(pri, ema, step, stage="joint")
 
     def _joint_checkpoint(self, trainable, pri, ema, opt, step: int, elapsed: float, done: bool = False) -> None:
         tensors = {f"net.{k}": v for k, v in trainable.state_dict().items()}
@@ -451,17 +453,17 @@ class Trainer:
         res["mean"] = float(np.mean(list(res.values()))) if res else float("nan")
         return res
 
-    def _prior_validation(self, net, ema, step: int) -> None:
+    def _prior_validation(self, net, ema, step: int, stage: str = "priors") -> None:
         if _rank() != 0:
             return
         live = {k: v.clone() for k, v in net.state_dict().items()}
         net.load_state_dict(ema.state_dict())
         t0 = time.time()
         res = self.val_nna()
-        self._logline({"stage": "prior", "step": step, "val_1nna_cd": res, "val_seconds": time.time() - t0})
+        self._logline({"stage": "prior" if stage == "priors" else stage, "step": step, "val_1nna_cd": res, "val_seconds": time.time() - t0})
         best_file = self.state / "best.json"
         best = json.loads(best_file.read_text())["mean"] if best_file.is_file() else float("inf")
-        msg = f"priors step {step}: val 1-NNA-CD mean {res['mean']:.3f} ({time.time() - t0:.0f} s)"
+        msg = f"{stage} step {step}: val 1-NNA-CD mean {res['mean']:.3f} ({time.time() - t0:.0f} s)"
         if res["mean"] < best:
             self.model.save(self.state / "best")
             best_file.write_text(json.dumps({"step": step, **res}))
