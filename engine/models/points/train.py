@@ -149,6 +149,15 @@ class Trainer:
         opt.load_state_dict(torch.load(self.state / f"{name}_opt.pt", weights_only=True, map_location=self.device))
         return tensors, int(meta["step"]), meta
 
+    def _resume_nets(self, name: str, opt: torch.optim.Optimizer, nets: torch.nn.Module,
+                     ema: torch.nn.Module) -> tuple[int, float]:
+        """Load a stage's saved live and EMA weights and optimizer; returns (step, elapsed seconds)."""
+        tensors, step, meta = self._load_state(name, opt)
+        nets.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        self.log(f"resumed {name} stage at step {step}")
+        return step, float(meta.get("elapsed", 0.0))
+
     def has_state(self, name: str) -> bool:
         return (self.state / f"{name}.json").is_file()
 
@@ -293,11 +302,7 @@ class Trainer:
         ema = copy.deepcopy(trainable).requires_grad_(False)
         step, elapsed = 0, 0.0
         if resume and self.has_state("prior"):
-            tensors, step, meta = self._load_state("prior", opt)
-            elapsed = float(meta.get("elapsed", 0.0))
-            trainable.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-            self.log(f"resumed priors at step {step}")
+            step, elapsed = self._resume_nets("prior", opt, trainable, ema)
         net = trainable
         ddp = _ddp_wrap(_PriorObjective(trainable, self))
         T = self.cfg.diffusion.num_train_timesteps
@@ -359,11 +364,7 @@ class Trainer:
         ema.requires_grad_(False)
         step, elapsed = 0, 0.0
         if resume and self.has_state("joint"):
-            tensors, step, meta = self._load_state("joint", opt)
-            elapsed = float(meta.get("elapsed", 0.0))
-            trainable.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-            self.log(f"resumed joint stage at step {step}")
+            step, elapsed = self._resume_nets("joint", opt, trainable, ema)
         net = trainable
         ddp = _ddp_wrap(_JointObjective(trainable, self))
         pri = torch.nn.ModuleDict({k: net[k] for k in ("global_prior", "point_prior", "cond")})
