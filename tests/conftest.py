@@ -21,6 +21,19 @@ def meshes_dir() -> Path:
     return MESHES
 
 
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """An untrained, tiny points checkpoint (categories chair, table): fast pipeline tests."""
+    import torch
+
+    from engine.models.points.config import tiny_config
+    from engine.models.points.model import PointsModel
+    path = tmp_path_factory.mktemp("points_ckpt")
+    torch.manual_seed(0)
+    PointsModel(tiny_config(["chair", "table"])).save(path)
+    return path
+
+
 def cuda_available() -> bool:
     try:
         import torch

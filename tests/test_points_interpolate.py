@@ -19,8 +19,6 @@ import torch
 import trimesh
 
 from engine.errors import InvalidMesh, InvalidRequest, JobCancelled, LatentforgeError, ModelUnavailable
-from engine.models.points.config import tiny_config
-from engine.models.points.model import PointsModel
 from engine.pipelines.points import DEFAULT_CHECKPOINT, PointsPipeline
 
 from points_job_context import RecordingContext
@@ -36,14 +34,6 @@ class Ctx(RecordingContext):
 
     def __init__(self, cancel_at: int | None = None) -> None:
         super().__init__(cancel_at, preview_every=3)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("points_ckpt")
-    torch.manual_seed(0)
-    PointsModel(tiny_config(["chair", "table"])).save(path)
-    return path
 
 
 def _mesh(prefix, mesh, offset=(0.0, 0.0, 0.0), scale=1.0):

@@ -9,8 +9,6 @@ import torch
 import trimesh
 
 from engine.errors import InvalidMesh, InvalidRequest, JobCancelled, LatentforgeError, ModelUnavailable
-from engine.models.points.config import tiny_config
-from engine.models.points.model import PointsModel
 from engine.pipelines.points import DEFAULT_CHECKPOINT, PointsPipeline
 
 from points_job_context import RecordingContext
@@ -19,14 +17,6 @@ torch.set_num_threads(1)
 
 
 Ctx = RecordingContext
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("points_ckpt")
-    torch.manual_seed(0)
-    PointsModel(tiny_config(["chair", "table"])).save(path)
-    return path
 
 
 def test_status_reports_missing_checkpoint(tmp_path):
