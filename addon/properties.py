@@ -74,6 +74,15 @@ _INPUT_ITEMS = [("TEXT", "Text", "Describe the object"),
                 ("IMAGE", "Image", "Use an image of the object")]
 
 
+def _output_property(description: str):
+    """Points or a reconstructed mesh, for point-cloud models (Generate, Refine, Interpolate)."""
+    return EnumProperty(name="Output", items=_OUTPUT_ITEMS, default="POINTS", description=description)
+
+
+def _mesh_resolution_property(description: str):
+    return IntProperty(name="Mesh Resolution", default=64, min=32, max=128, description=description)
+
+
 class LF_GenerateSettings(bpy.types.PropertyGroup):
     model: EnumProperty(name="Model", items=_model_items_for("generate"))
     input_mode: EnumProperty(name="Input", items=_INPUT_ITEMS, default="CATEGORY")
@@ -95,10 +104,8 @@ class LF_GenerateSettings(bpy.types.PropertyGroup):
                                         "with less variety (1 = none)")
     spacing: FloatProperty(name="Spacing", default=2.5, min=0.0, subtype="DISTANCE",
                            description="Distance between results when Count > 1")
-    output: EnumProperty(name="Output", items=_OUTPUT_ITEMS, default="POINTS",
-                         description="Point-cloud models: keep the points or get a reconstructed mesh")
-    mesh_resolution: IntProperty(name="Mesh Resolution", default=64, min=32, max=128,
-                                 description="Grid resolution of the reconstructed mesh")
+    output: _output_property("Point-cloud models: keep the points or get a reconstructed mesh")
+    mesh_resolution: _mesh_resolution_property("Grid resolution of the reconstructed mesh")
 
 
 class LF_RefineSettings(bpy.types.PropertyGroup):
@@ -110,10 +117,8 @@ class LF_RefineSettings(bpy.types.PropertyGroup):
     mode: EnumProperty(name="Original", items=[
         ("HIDE", "Keep Hidden", "Keep the original, hidden, to compare"),
         ("REPLACE", "Replace", "Delete the original")], default="HIDE")
-    output: EnumProperty(name="Output", items=_OUTPUT_ITEMS, default="POINTS",
-                         description="Point-cloud models: keep the points or get a reconstructed mesh")
-    mesh_resolution: IntProperty(name="Mesh Resolution", default=64, min=32, max=128,
-                                 description="Grid resolution of the reconstructed mesh")
+    output: _output_property("Point-cloud models: keep the points or get a reconstructed mesh")
+    mesh_resolution: _mesh_resolution_property("Grid resolution of the reconstructed mesh")
 
 
 class LF_InterpolateSettings(bpy.types.PropertyGroup):
@@ -125,10 +130,8 @@ class LF_InterpolateSettings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=25, min=1, max=1000)
     seed: IntProperty(name="Seed", default=0, min=0)
     randomize_seed: BoolProperty(name="Random Seed", default=True)
-    output: EnumProperty(name="Output", items=_OUTPUT_ITEMS, default="POINTS",
-                         description="Keep the points or get reconstructed meshes")
-    mesh_resolution: IntProperty(name="Mesh Resolution", default=64, min=32, max=128,
-                                 description="Grid resolution of the reconstructed meshes")
+    output: _output_property("Keep the points or get reconstructed meshes")
+    mesh_resolution: _mesh_resolution_property("Grid resolution of the reconstructed meshes")
 
 
 class LF_ViewPose(bpy.types.PropertyGroup):

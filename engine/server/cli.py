@@ -409,10 +409,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         arrays = {"image": _load_image(args.image)}
         params["image"] = "image"
-    spec = {"task": "generate", "model": args.model, "params": params, "priority": args.priority}
-    with engine_client(args) as client:
-        summary = run_job(client, spec, arrays, args.out, args.format, progress=not args.no_progress)
-    return _finish(summary, args.out)
+    return _submit(args, "generate", params, arrays)
 
 
 def cmd_populate(args: argparse.Namespace) -> int:
@@ -427,10 +424,7 @@ def cmd_populate(args: argparse.Namespace) -> int:
     params["items"] = items
     if args.spacing is not None:
         params["spacing"] = args.spacing
-    spec = {"task": "populate", "model": args.model, "params": params, "priority": args.priority}
-    with engine_client(args) as client:
-        summary = run_job(client, spec, None, args.out, args.format, progress=not args.no_progress)
-    return _finish(summary, args.out)
+    return _submit(args, "populate", params, None)
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
@@ -445,7 +439,12 @@ def cmd_refine(args: argparse.Namespace) -> int:
     params.update(input="mesh", strength=args.strength)
     if args.prompt:
         params["prompt"] = args.prompt
-    spec = {"task": "refine", "model": args.model, "params": params, "priority": args.priority}
+    return _submit(args, "refine", params, arrays)
+
+
+def _submit(args: argparse.Namespace, task: str, params: dict[str, Any], arrays: dict[str, Any] | None) -> int:
+    """Run one job of ``task`` on ``args.model`` with progress, write its results to ``args.out``."""
+    spec = {"task": task, "model": args.model, "params": params, "priority": args.priority}
     with engine_client(args) as client:
         summary = run_job(client, spec, arrays, args.out, args.format, progress=not args.no_progress)
     return _finish(summary, args.out)
@@ -483,10 +482,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         params["category"] = args.category
     elif args.prompt:
         params["prompt"] = args.prompt
-    spec = {"task": "interpolate", "model": args.model, "params": params, "priority": args.priority}
-    with engine_client(args) as client:
-        summary = run_job(client, spec, arrays, args.out, args.format, progress=not args.no_progress)
-    return _finish(summary, args.out)
+    return _submit(args, "interpolate", params, arrays)
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
