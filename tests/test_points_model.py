@@ -11,7 +11,7 @@ import trimesh
 
 from engine.models.points.config import PointsConfig, tiny_config
 from engine.models.points.data import PointSets
-from engine.models.points.losses import chamfer, gaussian_kl
+from engine.models.points.losses import chamfer, emd_matched, gaussian_kl
 from engine.models.points.model import PointsModel, checkpoint_complete
 from engine.models.points.sampler import Hooks, LatentSampler
 from engine.models.points.train import TrainConfig, Trainer
@@ -49,6 +49,26 @@ def test_chamfer_matches_bruteforce_value_and_gradient():
     (gr,) = torch.autograd.grad(ref.sum(), a)
     assert torch.allclose(ga, gr, atol=1e-5)
     assert chamfer(b, b).abs().max() < 1e-10
+
+
+def test_emd_matched_is_the_exact_emd_and_its_gradient_spreads_points():
+    from engine.eval.emd_exact import emd_pair
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 64, 3, generator=g, requires_grad=True)
+    b = torch.rand(2, 64, 3, generator=g)
+    ours = emd_matched(a, b)
+    ref = [emd_pair(a[i].detach().double().numpy(), b[i].double().numpy()) for i in range(2)]
+    assert np.allclose(ours.detach().numpy(), ref, atol=1e-6)
+    assert emd_matched(b, b[:, torch.randperm(64, generator=g)]).abs().max() < 1e-6
+    # All points bunched at one target point: Chamfer's gradient leaves most of them there
+    # (only the nearest one is pulled to each other target), EMD's moves every one of them.
+    bunched = b[:1, :1].expand(1, 64, 3).clone().requires_grad_(True)
+    (g_emd,) = torch.autograd.grad(emd_matched(bunched, b[:1]).sum(), bunched)
+    (g_cd,) = torch.autograd.grad(chamfer(bunched, b[:1]).sum(), bunched)
+    moved = lambda grad: int((grad.norm(dim=-1) > 1e-9).sum())
+    assert moved(g_emd) >= 63 and moved(g_cd) <= 2
+    with pytest.raises(ValueError):
+        emd_matched(a, b[:, :32])
 
 
 def test_kl_is_zero_for_standard_normal():
@@ -240,6 +260,29 @@ def test_decode_cleanup_follows_the_config():
     h = torch.randn(2, cfg.vae.n_latent_points, 3 + cfg.vae.point_feat_dim)
     assert s.decode(z, h, 200).shape == (2, 200, 3)
     assert s.decode(z, h, 200, clean=False).shape == (2, 200, 3)
+
+
+def test_decoder_stage_changes_only_the_decoder_and_resumes(tmp_path):
+    tr = _trainer(tmp_path, vae_iters=5, prior_iters=5, decoder_iters=3, decoder_batch=4, decoder_emd_points=64,
+                  val_every_s=0)
+    tr.train_vae()
+    tr.train_prior()
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    tr.train_decoder()
+    after = tr.model.state_dict()
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("vae.decoder.") for k in changed)
+    meta = json.loads((tmp_path / "state" / "decoder.json").read_text())
+    assert meta["step"] == 3 and meta["done"] and meta["val_emd"] > 0
+    tr2 = _trainer(tmp_path, vae_iters=5, prior_iters=5, decoder_iters=5, decoder_batch=4, decoder_emd_points=64,
+                   val_every_s=0)
+    assert tr2.load_model_if_any()
+    tr2.train_decoder(resume=True)
+    assert json.loads((tmp_path / "state" / "decoder.json").read_text())["step"] == 5
+    saved = PointsModel.load(tmp_path / "ckpt").state_dict()
+    assert all(torch.equal(saved[k], tr2.model.state_dict()[k].cpu()) for k in saved)
+    log = (tmp_path / "state" / "log.jsonl").read_text()
+    assert '"stage": "decoder"' in log and "val_emd" in log
 
 
 def test_joint_stage_trains_everything_and_resumes(tmp_path):

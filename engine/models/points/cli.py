@@ -17,8 +17,9 @@ def register_train(train_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder, or `procedural`")
     p.add_argument("--out", required=True, help="checkpoint folder to write (config.json, model.safetensors)")
     p.add_argument("--config", help="JSON file: {\"model\": {...PointsConfig}, \"train\": {...TrainConfig}}")
-    p.add_argument("--stage", choices=("vae", "prior", "joint", "all"), default="all",
-                   help="all: vae, then prior, then joint when the config gives it joint_iters > 0")
+    p.add_argument("--stage", choices=("vae", "prior", "decoder", "joint", "all"), default="all",
+                   help="all: vae, then prior, then decoder / joint when the config gives them "
+                        "decoder_iters / joint_iters > 0")
     p.add_argument("--resume", action="store_true", help="continue from <state> where a stage stopped")
     p.add_argument("--state", help="folder for resumable training state (default: <out>/../<name>-state)")
     p.add_argument("--categories", help="comma-separated categories (default: all available)")
@@ -87,6 +88,10 @@ def _run(args: argparse.Namespace) -> int:
             prior_done = json.loads((state / "prior.json").read_text()).get("done", False)
         if args.stage == "prior" or not prior_done:
             trainer.train_prior(resume=args.resume)
+    if args.stage == "decoder" or (args.stage == "all" and tcfg.decoder_iters > 0):
+        if not trainer.load_model_if_any():
+            raise SystemExit(f"no trained model in {out}; run the vae and prior stages first")
+        trainer.train_decoder(resume=args.resume)
     if args.stage == "joint" or (args.stage == "all" and tcfg.joint_iters > 0):
         if not trainer.load_model_if_any():
             raise SystemExit(f"no trained model in {out}; run the vae and prior stages first")
