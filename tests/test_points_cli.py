@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+import pytest
 import torch
 
 from engine.cli import main
@@ -32,3 +33,25 @@ def test_train_points_command_writes_a_usable_checkpoint(tmp_path):
     assert json.loads((state / "prior.json").read_text())["step"] == 4
     pipe = PointsPipeline(out)
     assert pipe.status()["available"] and pipe.categories() == ["chair", "mug"]
+
+
+def test_train_points_decoder_stage_from_the_command_line(tmp_path):
+    torch.set_num_threads(1)
+    train = {"vae_iters": 3, "prior_iters": 3, "vae_batch": 4, "prior_batch": 4, "n_enc_points": 256,
+             "n_rec_points": 128, "encode_repeats": 1, "val_shapes": 4, "ckpt_every_s": 1e9, "val_every_s": 0,
+             "decoder_iters": 2, "decoder_batch": 2, "decoder_emd_points": 64}
+    (tmp_path / "cfg.json").write_text(json.dumps({"model": asdict(tiny_config([])) | {"n_points": 256},
+                                                   "train": train}))
+    out = tmp_path / "ckpt"
+    base = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(tmp_path / "cfg.json"),
+            "--categories", "mug", "--shapes-per-category", "2", "--threads", "1"]
+    # --stage all runs the decoder stage too when the config gives it decoder_iters
+    assert main(base) == 0
+    meta = json.loads((tmp_path / "ckpt-state" / "decoder.json").read_text())
+    assert meta["step"] == 2 and meta["done"] and meta["val_emd"] > 0
+    assert PointsPipeline(out).status()["available"]
+    # the stage alone needs a trained model
+    empty = ["train", "points", "--data", "procedural", "--out", str(tmp_path / "none"), "--config",
+             str(tmp_path / "cfg.json"), "--categories", "mug", "--shapes-per-category", "2", "--stage", "decoder"]
+    with pytest.raises(SystemExit, match="run the vae and prior stages first"):
+        main(empty)
