@@ -114,6 +114,13 @@ def _agree_to_stop(stop: bool, device: str) -> bool:
     return bool(flag.item() > 0)
 
 
+def _cosine_scale(step: int, iters: int, t0: float, minutes: float, final: float = 0.1) -> float:
+    """Learning-rate factor decaying from 1 to ``final`` (cosine) over whichever budget,
+    ``iters`` steps or ``minutes`` of wall time since ``t0``, runs out first."""
+    frac = min(1.0, max(step / max(1, iters), (time.time() - t0) / 60 / minutes))
+    return float(final + (1 - final) * 0.5 * (1 + np.cos(np.pi * frac)))
+
+
 def _ddp_wrap(module: torch.nn.Module) -> torch.nn.Module:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
@@ -191,21 +198,31 @@ class Trainer:
 
     # ---------------------------------------------------------------- VAE
     @torch.no_grad()
-    def val_reconstruction(self, n: int | None = None) -> float:
-        """Mean Chamfer (squared distances, 2048 vs 2048) of posterior-mean reconstructions on val."""
-        vae = self.model.vae.eval()
+    def _val_reconstruction_mean(self, metric, n_points: int, n: int | None = None) -> float:
+        """Mean of ``metric(reconstruction, input)`` (per shape, B×P×3 each) over ``n`` val shapes
+        of ``n_points`` points, reconstructed from the posterior means."""
+        vae = self.model.vae
+        was_training = vae.training
+        vae.eval()
         n = min(n or self.tcfg.val_shapes, len(self.val))
         idx = np.linspace(0, len(self.val) - 1, n).astype(int)
         g = torch.Generator(device=self.device).manual_seed(0)
         total = 0.0
         for s in range(0, n, 16):
-            x, _ = self.val.batch(idx[s:s + 16], self.cfg.n_points, np.random.default_rng(s))
+            x, _ = self.val.batch(idx[s:s + 16], n_points, np.random.default_rng(s))
             x = x.to(self.device)
             post = vae.encode(x, g)
-            rec = vae.decode(post["z_mu"], post["h_mu"], self.cfg.n_points, g)
-            total += chamfer(rec, x).sum().item()
-        vae.train()
+            total += metric(vae.decode(post["z_mu"], post["h_mu"], n_points, g), x).sum().item()
+        vae.train(was_training)
         return total / n
+
+    def val_reconstruction(self, n: int | None = None) -> float:
+        """Mean Chamfer (squared distances, 2048 vs 2048) of posterior-mean reconstructions on val."""
+        return self._val_reconstruction_mean(chamfer, self.cfg.n_points, n)
+
+    def val_reconstruction_emd(self, n: int | None = None, n_points: int = 512) -> float:
+        """Mean EMD (units) of posterior-mean reconstructions on val, ``n_points`` each."""
+        return self._val_reconstruction_mean(emd_matched, n_points, n)
 
     def train_vae(self, resume: bool = False) -> None:
         t, vae = self.tcfg, self.model.vae
@@ -222,9 +239,7 @@ class Trainer:
         t0, last_ckpt = time.time() - elapsed, time.time()
         bar = tqdm(total=t.vae_iters, initial=step, desc="vae", disable=_rank() != 0, mininterval=10)
         while not _agree_to_stop(step >= t.vae_iters or (time.time() - t0) / 60 >= t.vae_minutes, self.device):
-            # Cosine decay over whichever budget (steps or minutes) runs out first.
-            frac = min(1.0, max(step / t.vae_iters, (time.time() - t0) / 60 / t.vae_minutes))
-            lr = float(t.vae_lr * min(1.0, (step + 1) / t.lr_warmup) * (0.5 * (1 + np.cos(np.pi * frac)) * 0.9 + 0.1))
+            lr = t.vae_lr * min(1.0, (step + 1) / t.lr_warmup) * _cosine_scale(step, t.vae_iters, t0, t.vae_minutes)
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
             idx = self.rng.integers(0, len(self.train), t.vae_batch)
@@ -263,22 +278,6 @@ class Trainer:
                          {"val_chamfer": val, "done": done, "elapsed": time.time() - t0})
         self.save_model()
 
-    @torch.no_grad()
-    def val_reconstruction_emd(self, n: int | None = None, n_points: int = 512) -> float:
-        """Mean EMD (units) of posterior-mean reconstructions on val, ``n_points`` each."""
-        vae = self.model.vae.eval()
-        n = min(n or self.tcfg.val_shapes, len(self.val))
-        idx = np.linspace(0, len(self.val) - 1, n).astype(int)
-        g = torch.Generator(device=self.device).manual_seed(0)
-        total = 0.0
-        for s in range(0, n, 16):
-            x, _ = self.val.batch(idx[s:s + 16], n_points, np.random.default_rng(s))
-            x = x.to(self.device)
-            post = vae.encode(x, g)
-            total += emd_matched(vae.decode(post["z_mu"], post["h_mu"], n_points, g), x).sum().item()
-        vae.train()
-        return total / n
-
     def train_decoder(self, resume: bool = False) -> None:
         """Fine-tune the decoder alone (``--stage decoder``), from a trained model folder."""
         t, vae, dev = self.tcfg, self.model.vae, self.device
@@ -296,8 +295,7 @@ class Trainer:
         t0, last_ckpt = time.time() - elapsed, time.time()
         bar = tqdm(total=t.decoder_iters, initial=step, desc="decoder", disable=_rank() != 0, mininterval=10)
         while not _agree_to_stop(step >= t.decoder_iters or (time.time() - t0) / 60 >= t.decoder_minutes, dev):
-            frac = min(1.0, max(step / max(1, t.decoder_iters), (time.time() - t0) / 60 / t.decoder_minutes))
-            lr = float(t.decoder_lr * min(1.0, (step + 1) / 50) * (0.5 * (1 + np.cos(np.pi * frac)) * 0.9 + 0.1))
+            lr = t.decoder_lr * min(1.0, (step + 1) / 50) * _cosine_scale(step, t.decoder_iters, t0, t.decoder_minutes)
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
             idx = self.rng.integers(0, len(self.train), t.decoder_batch)
@@ -387,8 +385,7 @@ class Trainer:
         bar = tqdm(total=t.prior_iters, initial=step, desc="priors", disable=_rank() != 0, mininterval=10)
         gen = torch.Generator(device=dev).manual_seed(t.seed + 17 + step + 1000003 * _rank())
         while not _agree_to_stop(step >= t.prior_iters or (time.time() - t0) / 60 >= t.prior_minutes, dev):
-            frac = min(1.0, max(step / t.prior_iters, (time.time() - t0) / 60 / t.prior_minutes))
-            lr_scale = t.prior_lr_final + (1 - t.prior_lr_final) * 0.5 * (1 + np.cos(np.pi * frac))
+            lr_scale = _cosine_scale(step, t.prior_iters, t0, t.prior_minutes, t.prior_lr_final)
             lr = float(t.prior_lr * min(1.0, (step + 1) / 500) * lr_scale)
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
@@ -449,8 +446,7 @@ class Trainer:
         bar = tqdm(total=t.joint_iters, initial=step, desc="joint", disable=_rank() != 0, mininterval=10)
         net.train()
         while not _agree_to_stop(step >= t.joint_iters or (time.time() - t0) / 60 >= t.joint_minutes, dev):
-            frac = min(1.0, max(step / max(1, t.joint_iters), (time.time() - t0) / 60 / t.joint_minutes))
-            lr_scale = 0.5 * (1 + np.cos(np.pi * frac)) * 0.9 + 0.1
+            lr_scale = _cosine_scale(step, t.joint_iters, t0, t.joint_minutes)
             for gparam, base in zip(opt.param_groups, (t.joint_lr_vae, t.joint_lr_prior)):
                 gparam["lr"] = float(base * min(1.0, (step + 1) / 50) * lr_scale)
             idx = self.rng.integers(0, len(self.train), t.joint_batch)
