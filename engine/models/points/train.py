@@ -167,6 +167,14 @@ class Trainer:
         opt.load_state_dict(torch.load(self.state / f"{name}_opt.pt", weights_only=True, map_location=self.device))
         return tensors, int(meta["step"]), meta
 
+    def _resume_module(self, name: str, opt: torch.optim.Optimizer, module: torch.nn.Module,
+                       label: str) -> tuple[int, float]:
+        """Load a single-module stage's saved weights and optimizer; returns (step, elapsed seconds)."""
+        tensors, step, meta = self._load_state(name, opt)
+        module.load_state_dict(tensors)
+        self.log(f"resumed {label} at step {step}")
+        return step, float(meta.get("elapsed", 0.0))
+
     def _resume_nets(self, name: str, opt: torch.optim.Optimizer, nets: torch.nn.Module,
                      ema: torch.nn.Module) -> tuple[int, float]:
         """Load a stage's saved live and EMA weights and optimizer; returns (step, elapsed seconds)."""
@@ -229,10 +237,7 @@ class Trainer:
         opt = torch.optim.AdamW(vae.parameters(), lr=t.vae_lr, weight_decay=1e-4)
         step, elapsed = 0, 0.0
         if resume and self.has_state("vae"):
-            tensors, step, meta = self._load_state("vae", opt)
-            vae.load_state_dict(tensors)
-            elapsed = float(meta.get("elapsed", 0.0))
-            self.log(f"resumed VAE at step {step}")
+            step, elapsed = self._resume_module("vae", opt, vae, "VAE")
         ddp = _ddp_wrap(vae)
         vae.train()
         # t0 counts the wall time of earlier runs too, so budgets and the schedule survive resumes.
@@ -285,10 +290,7 @@ class Trainer:
         opt = torch.optim.AdamW(vae.decoder.parameters(), lr=t.decoder_lr, weight_decay=1e-4)
         step, elapsed = 0, 0.0
         if resume and self.has_state("decoder"):
-            tensors, step, meta = self._load_state("decoder", opt)
-            vae.decoder.load_state_dict(tensors)
-            elapsed = float(meta.get("elapsed", 0.0))
-            self.log(f"resumed decoder stage at step {step}")
+            step, elapsed = self._resume_module("decoder", opt, vae.decoder, "decoder stage")
         ddp = _ddp_wrap(_DecoderObjective(vae, t))
         vae.train()
         vae.encoder.eval()
