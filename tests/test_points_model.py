@@ -302,3 +302,67 @@ def test_joint_stage_trains_everything_and_resumes(tmp_path):
     out = LatentSampler(PointsModel.load(tmp_path / "ckpt")).run(torch.zeros(1, tr.cfg.cond.cond_dim), n_points=64,
                                                                  steps=2, guidance=1.0)
     assert torch.isfinite(out).all()
+
+
+def test_extents_global_latent_samples_and_conditions_the_point_prior(tmp_path):
+    from engine.models.points.model import latent_extents
+    sets = primitive_sets(2)
+    cfg = tiny_config(sets.categories)
+    cfg.global_prior.extents = True
+    model = PointsModel(cfg).eval()
+    D = cfg.vae.global_dim
+    assert model.global_latent_dim == D + 3 and model.z_mean.shape == (D + 3,)
+    h = torch.tensor([[[0.0, -1.0, 0.5, 9.0], [2.0, 1.0, 0.25, -9.0]]])
+    assert torch.allclose(latent_extents(h), torch.tensor([[2.0, 2.0, 0.25]]))
+    s = LatentSampler(model)
+    x = torch.from_numpy(sets.points[:2, :256])
+    z, hn = s.encode(x, torch.Generator().manual_seed(0))
+    assert z.shape == (2, D + 3)
+    # The extent channels of an encoded shape are its latent points' extents.
+    post = model.vae.encode(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(model.denorm_z(z)[:, D:], latent_extents(post["h_mu"]), atol=1e-5)
+    # The decoder sees only the VAE's channels: changing the extent channels changes nothing there.
+    z2 = z.clone()
+    z2[:, D:] += 3.0
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    assert torch.allclose(s.decode(z, hn, 64, g()), s.decode(z2, hn, 64, g()))
+    # ... but the point prior is conditioned on them.
+    t = torch.tensor([500, 500])
+    cond = s.condition(torch.tensor([0, 1]))
+    torch.nn.init.normal_(model.point_prior.out_mod.weight, std=0.1)
+    assert not torch.allclose(model.point_prior(hn, t, z, cond), model.point_prior(hn, t, z2, cond))
+    out = s.run(cond, n_points=64, steps=3, guidance=1.5, generator=g())
+    assert out.shape == (2, 64, 3) and torch.isfinite(out).all()
+
+
+def test_prior_init_from_a_smaller_config_zero_pads_and_keeps_the_function(tmp_path):
+    tr = _trainer(tmp_path, vae_iters=3, prior_iters=3)
+    tr.train_vae()
+    tr.train_prior()
+    old = PointsModel.load(tmp_path / "ckpt")
+    sets = primitive_sets()
+    cfg = tiny_config(sets.categories)
+    cfg.global_prior.extents = True
+    tcfg = TrainConfig(prior_batch=8, encode_repeats=1, val_shapes=4, ckpt_every_s=1e9, prior_iters=0,
+                       prior_init=str(tmp_path / "ckpt"))
+    tr2 = Trainer(cfg, tcfg, sets, sets, tmp_path / "ckpt2", tmp_path / "state2", log=lambda *_: None)
+    tr2.model.vae.load_state_dict(old.vae.state_dict())
+    (tmp_path / "state2" / "vae.json").write_text((tmp_path / "state" / "vae.json").read_text())
+    tr2.train_prior()
+    new = PointsModel.load(tmp_path / "ckpt2")
+    D = cfg.vae.global_dim
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(2, cfg.vae.n_latent_points, 3 + cfg.vae.point_feat_dim, generator=g)
+    z = torch.randn(2, D, generator=g)
+    zx = torch.cat([z, torch.randn(2, 3, generator=g)], -1)    # any extents: their weights start at zero
+    t, cond = torch.tensor([100, 900]), old.cond(torch.tensor([0, 1]))
+    with torch.no_grad():
+        assert torch.allclose(new.point_prior(h, t, zx, cond), old.point_prior(h, t, z, cond), atol=1e-5)
+        assert torch.allclose(new.global_prior(zx, t, cond)[:, :D], old.global_prior(z, t, cond), atol=1e-5)
+        assert torch.all(new.global_prior(zx, t, cond)[:, D:] == 0)
+    # A config that shrinks a tensor cannot start from it.
+    cfg3 = tiny_config(sets.categories)
+    cfg3.point_prior.width = 16
+    tr3 = Trainer(cfg3, tcfg, sets, sets, tmp_path / "ckpt3", tmp_path / "state3", log=lambda *_: None)
+    with pytest.raises(ValueError, match="point_prior"):
+        tr3.init_priors_from(tmp_path / "ckpt")

@@ -298,7 +298,7 @@ class PointsPipeline:
         for b0 in range(0, count, chunk):
             b = min(chunk, count - b0)
             seeds = [seed + b0 + i for i in range(b)]
-            D, M = model.cfg.vae.global_dim, model.cfg.vae.n_latent_points
+            D, M = model.global_latent_dim, model.cfg.vae.n_latent_points
             P = 3 + model.cfg.vae.point_feat_dim
             zs, hs = [], []
             for s in seeds:   # per-shape noise: shape i is the same whatever the batch

@@ -21,8 +21,23 @@ from .vae import PointsVAE
 from .checkpoint import CONFIG, WEIGHTS, checkpoint_complete  # noqa: F401  (re-exported)
 
 
+EXTENT_DIM = 3
+
+
+def latent_extents(h: torch.Tensor) -> torch.Tensor:
+    """Per-axis extents (max - min) of the xyz of point latents h (B×M×P) -> B×3."""
+    xyz = h[..., :3]
+    return xyz.amax(-2) - xyz.amin(-2)
+
+
 class PointsModel(nn.Module):
-    """Everything sampling needs. Latents are normalized per channel before the priors see them."""
+    """Everything sampling needs. Latents are normalized per channel before the priors see them.
+
+    The priors' global latent (``global_latent_dim`` G) is the VAE's global latent z (D),
+    followed, with ``global_prior.extents``, by the extents of the point latents: a
+    hierarchical summary of the shape's proportions that the global prior generates and the
+    point prior is conditioned on. The VAE decoder sees only the first D channels.
+    """
 
     def __init__(self, cfg: PointsConfig) -> None:
         super().__init__()
@@ -30,12 +45,24 @@ class PointsModel(nn.Module):
         v = cfg.vae
         self.vae = PointsVAE(v)
         self.cond = CategoryCondition(cfg.cond)
-        self.global_prior = GlobalPrior(v.global_dim, cfg.cond.cond_dim, cfg.global_prior)
-        self.point_prior = PointPrior(3 + v.point_feat_dim, v.global_dim, cfg.cond.cond_dim, cfg.point_prior)
-        self.register_buffer("z_mean", torch.zeros(v.global_dim))
-        self.register_buffer("z_std", torch.ones(v.global_dim))
+        self.global_latent_dim = v.global_dim + (EXTENT_DIM if cfg.global_prior.extents else 0)
+        g = self.global_latent_dim
+        self.global_prior = GlobalPrior(g, cfg.cond.cond_dim, cfg.global_prior)
+        self.point_prior = PointPrior(3 + v.point_feat_dim, g, cfg.cond.cond_dim, cfg.point_prior)
+        self.register_buffer("z_mean", torch.zeros(g))
+        self.register_buffer("z_std", torch.ones(g))
         self.register_buffer("h_mean", torch.zeros(3 + v.point_feat_dim))
         self.register_buffer("h_std", torch.ones(3 + v.point_feat_dim))
+
+    def global_latent(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The priors' global latent B×G (not normalized) of VAE latents z (B×D) and h (B×M×P)."""
+        if not self.cfg.global_prior.extents:
+            return z
+        return torch.cat([z, latent_extents(h)], -1)
+
+    def vae_z(self, g: torch.Tensor) -> torch.Tensor:
+        """The VAE's global latent B×D: the first D channels of the priors' global latent B×G."""
+        return g[..., :self.cfg.vae.global_dim]
 
     # Normalization between VAE latents and prior space.
     def norm_z(self, z: torch.Tensor) -> torch.Tensor:

@@ -147,7 +147,7 @@ class LatentSampler:
         the checkpoint's ``cleanup.enabled``)."""
         m = self.model
         cc = m.cfg.cleanup
-        z, h = m.denorm_z(z_n), m.denorm_h(h_n)
+        z, h = m.vae_z(m.denorm_z(z_n)), m.denorm_h(h_n)
         if not (cc.enabled if clean is None else clean):
             return m.vae.decode(z, h, n_points, generator)
         pts = m.vae.decode(z, h, int(round(n_points * max(1.0, cc.oversample))), generator)
@@ -171,7 +171,7 @@ class LatentSampler:
         m, hooks = self.model, hooks or Hooks()
         b, dev = cond.shape[0], self.device
         null = m.cond.null.expand_as(cond)
-        D, M, P = m.cfg.vae.global_dim, m.cfg.vae.n_latent_points, 3 + m.cfg.vae.point_feat_dim
+        D, M, P = m.global_latent_dim, m.cfg.vae.n_latent_points, 3 + m.cfg.vae.point_feat_dim
         strength = float(min(max(strength, 0.0), 1.0))
         if z_init is not None and strength == 0.0:
             out = self.decode(z_init, h_init, n_points, generator, clean)
@@ -211,9 +211,10 @@ class LatentSampler:
 
     @torch.no_grad()
     def encode(self, points: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points B×N×3 (canonical frame) -> normalized posterior means (z B×D, h B×M×P)."""
-        post = self.model.vae.encode(points.to(self.device), generator)
-        return self.model.norm_z(post["z_mu"]), self.model.norm_h(post["h_mu"])
+        """Points B×N×3 (canonical frame) -> normalized posterior means (global B×G, h B×M×P)."""
+        m = self.model
+        post = m.vae.encode(points.to(self.device), generator)
+        return m.norm_z(m.global_latent(post["z_mu"], post["h_mu"])), m.norm_h(post["h_mu"])
 
     @torch.no_grad()
     def ddim_invert(self, z: torch.Tensor, h: torch.Tensor, cond: torch.Tensor, steps: int = 25,

@@ -66,6 +66,10 @@ class TrainConfig:
     prior_lr_final: float = 0.1       # cosine decay to this fraction of prior_lr over the budget
     min_snr_gamma: float = 0.0        # Min-SNR-gamma loss weighting (Hang et al. 2023); 0: plain MSE
     encode_repeats: int = 2           # random point subsets encoded per training shape
+    # A model folder whose trained priors start this prior stage (when it is not resumed). A
+    # tensor that grew in the new config (e.g. ``global_prior.extents`` adds global channels)
+    # is zero-padded, so the new inputs start unused and the warm start computes what it did.
+    prior_init: str = ""
     ema: float = 0.999
     # decoder stage: encoder frozen, decoder fine-tuned with Chamfer + EMD
     decoder_iters: int = 0
@@ -361,6 +365,7 @@ class Trainer:
         z = lat["z_mu"] + lat["z_logvar"].mul(0.5).exp() * torch.randn(lat["z_mu"].shape, generator=g)
         h = lat["h_mu"] + lat["h_logvar"].mul(0.5).exp() * torch.randn(lat["h_mu"].shape, generator=g)
         m = self.model
+        z = m.global_latent(z, h)
         m.z_mean.copy_(z.mean(0).to(m.z_mean))
         m.z_std.copy_(z.std(0).clamp(min=1e-3).to(m.z_std))
         hf = h.reshape(-1, h.shape[-1])
@@ -379,6 +384,9 @@ class Trainer:
         step, elapsed = 0, 0.0
         if resume and self.has_state("prior"):
             step, elapsed = self._resume_nets("prior", opt, trainable, ema)
+        elif t.prior_init:
+            self.init_priors_from(Path(t.prior_init))
+            ema.load_state_dict(trainable.state_dict())
         net = trainable
         ddp = _ddp_wrap(_PriorObjective(trainable, self))
         T = self.cfg.diffusion.num_train_timesteps
@@ -392,8 +400,9 @@ class Trainer:
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
             idx = torch.randint(0, n, (t.prior_batch,), device=dev, generator=gen)
-            z = m.norm_z(lat["z_mu"][idx] + lat["z_logvar"][idx].mul(0.5).exp() * torch.randn_like(lat["z_mu"][idx]))
-            h = m.norm_h(lat["h_mu"][idx] + lat["h_logvar"][idx].mul(0.5).exp() * torch.randn_like(lat["h_mu"][idx]))
+            z = lat["z_mu"][idx] + lat["z_logvar"][idx].mul(0.5).exp() * torch.randn_like(lat["z_mu"][idx])
+            h = lat["h_mu"][idx] + lat["h_logvar"][idx].mul(0.5).exp() * torch.randn_like(lat["h_mu"][idx])
+            z, h = m.norm_z(m.global_latent(z, h)), m.norm_h(h)
             ids = net["cond"].drop(lat["labels"][idx], self.cfg.cond.p_uncond, gen)
             tz = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
             th = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
@@ -424,6 +433,34 @@ class Trainer:
         self._prior_checkpoint(net, ema, opt, step, done=True, elapsed=time.time() - t0)
         if t.val_every_s > 0:
             self._prior_validation(net, ema, step)
+
+    def init_priors_from(self, folder: Path) -> None:
+        """Copy the priors and condition embedding of the model folder ``folder`` into this model.
+
+        Equal shapes are copied; a tensor that is larger here in some dimensions (and smaller in
+        none) gets the old values in its leading block and zeros elsewhere. Anything else is an
+        error: the two configs are not related by growth.
+        """
+        src = load_file(str(Path(folder) / "model.safetensors"), device=self.device)
+        own = self.model.state_dict()
+        new = {}
+        for k, v in own.items():
+            if not k.startswith(("global_prior.", "point_prior.", "cond.")):
+                continue
+            if k not in src:
+                raise ValueError(f"prior_init {folder}: no tensor {k}")
+            old = src[k]
+            if old.shape == v.shape:
+                new[k] = old
+            elif old.dim() == v.dim() and all(a <= b for a, b in zip(old.shape, v.shape)):
+                pad = torch.zeros_like(v)
+                pad[tuple(slice(0, n) for n in old.shape)] = old
+                new[k] = pad
+            else:
+                raise ValueError(f"prior_init {folder}: {k} has shape {tuple(old.shape)}, this config "
+                                 f"{tuple(v.shape)}")
+        self.model.load_state_dict(new, strict=False)
+        self.log(f"priors initialised from {folder} ({len(new)} tensors)")
 
     # ---------------------------------------------------------------- joint
     def train_joint(self, resume: bool = False) -> None:
@@ -627,7 +664,7 @@ class _JointObjective(torch.nn.Module):
         target = x[:, torch.randperm(x.shape[1], device=x.device)[:t.n_rec_points]]
         rec_loss = chamfer(rec, target).mean()
         w = t.joint_prior_weight
-        zn, hn = _scale_grad(m.norm_z(z), w), _scale_grad(m.norm_h(h), w)
+        zn, hn = _scale_grad(m.norm_z(m.global_latent(z, h)), w), _scale_grad(m.norm_h(h), w)
         ids = self.nets["cond"].drop(y, tr.cfg.cond.p_uncond, gen)
         T = tr.cfg.diffusion.num_train_timesteps
         tz = torch.randint(0, T, (x.shape[0],), device=x.device, generator=gen)
