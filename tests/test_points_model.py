@@ -366,3 +366,26 @@ def test_prior_init_from_a_smaller_config_zero_pads_and_keeps_the_function(tmp_p
     tr3 = Trainer(cfg3, tcfg, sets, sets, tmp_path / "ckpt3", tmp_path / "state3", log=lambda *_: None)
     with pytest.raises(ValueError, match="point_prior"):
         tr3.init_priors_from(tmp_path / "ckpt")
+
+
+def test_procedural_cache_is_redrawn_when_the_generator_changed(tmp_path):
+    from engine.models.points.data import procedural_category
+    first = procedural_category("mug", "train", 2, 64, tmp_path)
+    path = tmp_path / "train_mug_2_64.npz"
+    assert path.is_file()
+    # A cache written by an older generator: its shapes differ from what the generator draws now.
+    np.savez(path, points=first[::-1] * 0.5)
+    again = procedural_category("mug", "train", 2, 64, tmp_path)
+    assert np.array_equal(again, first)
+    assert np.array_equal(np.load(path)["points"], first)
+
+
+def test_prior_latents_are_encoded_again_when_the_training_data_changed(tmp_path):
+    tr = _trainer(tmp_path, vae_iters=2)
+    tr.train_vae()
+    lat = tr._latents()
+    assert torch.equal(tr._latents()["h_mu"], lat["h_mu"])          # cached
+    sets = tr.train
+    tr.train = PointSets(sets.points[::-1].copy(), sets.labels[::-1].copy(), sets.categories)
+    again = tr._latents()
+    assert torch.equal(again["labels"], torch.from_numpy(sets.labels[::-1].copy()))

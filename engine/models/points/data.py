@@ -27,6 +27,13 @@ class PointSets:
     def __len__(self) -> int:
         return len(self.points)
 
+    def fingerprint(self) -> str:
+        """A short hash of the points and labels: tells caches derived from them apart."""
+        import hashlib
+        h = hashlib.sha1(np.ascontiguousarray(self.points[:, :64]).tobytes())
+        h.update(np.ascontiguousarray(self.labels).tobytes())
+        return h.hexdigest()[:16]
+
     def batch(self, idx: np.ndarray, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Points B×n×3 (a fresh random subset of each shape's pool) and labels B."""
         pool = self.points.shape[1]
@@ -60,12 +67,20 @@ def available_categories() -> list[str]:
 
 
 def procedural_category(category: str, split: str, n_shapes: int, pool: int, cache: Path | None) -> np.ndarray:
-    """``n_shapes`` × ``pool`` × 3 surface points of the split's first seeds (cached)."""
+    """``n_shapes`` × ``pool`` × 3 surface points of the split's first seeds (cached).
+
+    A cached file is used only while the generator still draws its first shape exactly:
+    a category whose generator changed since is drawn again (a stale car cache once trained
+    a whole model on cars the generator no longer makes).
+    """
     from engine.data import procedural
+    seeds = procedural.split_seeds(split, n_shapes)
     path = cache / f"{split}_{category}_{n_shapes}_{pool}.npz" if cache else None
     if path is not None and path.is_file():
-        return np.load(path)["points"]
-    seeds = procedural.split_seeds(split, n_shapes)
+        pts = np.load(path)["points"]
+        first = _sample_surface(procedural.generate_shape(category, seeds[0]).mesh, pool, seeds[0])
+        if pts.shape == (n_shapes, pool, 3) and np.array_equal(pts[0], first):
+            return pts
     pts = np.stack([_sample_surface(procedural.generate_shape(category, s).mesh, pool, s) for s in seeds])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -352,12 +352,18 @@ class Trainer:
     def _latents(self) -> dict[str, torch.Tensor]:
         # The cache belongs to one VAE: its name carries the VAE's step.
         vae_step = json.loads((self.state / "vae.json").read_text())["step"] if self.has_state("vae") else 0
+        # ... and to one training set: latents of data that changed since are encoded again.
         path = self.state / f"latents_vae{vae_step}.safetensors"
+        data = self.train.fingerprint()
         if path.is_file():
-            return load_file(str(path))
+            from safetensors import safe_open
+            with safe_open(str(path), "pt") as f:
+                if (f.metadata() or {}).get("data") == data:
+                    return load_file(str(path))
+            self.log(f"{path.name} was encoded from other training data: encoding again")
         lat = self.encode_dataset(self.train, self.tcfg.encode_repeats)
         if _rank() == 0:
-            save_file(lat, str(path))
+            save_file(lat, str(path), metadata={"data": data})
         return lat
 
     def _set_stats(self, lat: dict[str, torch.Tensor]) -> None:
