@@ -74,14 +74,17 @@ def procedural_category(category: str, split: str, n_shapes: int, pool: int, cac
     a whole model on cars the generator no longer makes).
     """
     from engine.data import procedural
+
+    def draw(seed: int) -> np.ndarray:
+        return _sample_surface(procedural.generate_shape(category, seed).mesh, pool, seed)
+
     seeds = procedural.split_seeds(split, n_shapes)
     path = cache / f"{split}_{category}_{n_shapes}_{pool}.npz" if cache else None
     if path is not None and path.is_file():
         pts = np.load(path)["points"]
-        first = _sample_surface(procedural.generate_shape(category, seeds[0]).mesh, pool, seeds[0])
-        if pts.shape == (n_shapes, pool, 3) and np.array_equal(pts[0], first):
+        if pts.shape == (n_shapes, pool, 3) and np.array_equal(pts[0], draw(seeds[0])):
             return pts
-    pts = np.stack([_sample_surface(procedural.generate_shape(category, s).mesh, pool, s) for s in seeds])
+    pts = np.stack([draw(s) for s in seeds])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, points=pts)

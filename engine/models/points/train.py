@@ -99,6 +99,10 @@ class TrainConfig:
         return cls(**{k: v for k, v in (d or {}).items() if k in names})
 
 
+# The modules the prior stage trains (and the joint stage keeps an EMA of).
+PRIOR_MODULES = ("global_prior", "point_prior", "cond")
+
+
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -359,7 +363,7 @@ class Trainer:
             from safetensors import safe_open
             with safe_open(str(path), "pt") as f:
                 if (f.metadata() or {}).get("data") == data:
-                    return load_file(str(path))
+                    return {k: f.get_tensor(k) for k in f.keys()}
             self.log(f"{path.name} was encoded from other training data: encoding again")
         lat = self.encode_dataset(self.train, self.tcfg.encode_repeats)
         if _rank() == 0:
@@ -368,9 +372,9 @@ class Trainer:
 
     def _set_stats(self, lat: dict[str, torch.Tensor]) -> None:
         g = torch.Generator().manual_seed(0)
-        z = lat["z_mu"] + lat["z_logvar"].mul(0.5).exp() * torch.randn(lat["z_mu"].shape, generator=g)
-        h = lat["h_mu"] + lat["h_logvar"].mul(0.5).exp() * torch.randn(lat["h_mu"].shape, generator=g)
         m = self.model
+        z = m.vae.sample_posterior(lat["z_mu"], lat["z_logvar"], g)
+        h = m.vae.sample_posterior(lat["h_mu"], lat["h_logvar"], g)
         z = m.global_latent(z, h)
         m.z_mean.copy_(z.mean(0).to(m.z_mean))
         m.z_std.copy_(z.std(0).clamp(min=1e-3).to(m.z_std))
@@ -385,7 +389,7 @@ class Trainer:
         lat = {k: v.to(dev) for k, v in lat.items()}
         params = list(m.global_prior.parameters()) + list(m.point_prior.parameters()) + list(m.cond.parameters())
         opt = torch.optim.AdamW(params, lr=t.prior_lr, weight_decay=0.0)
-        trainable = torch.nn.ModuleDict({"global_prior": m.global_prior, "point_prior": m.point_prior, "cond": m.cond})
+        trainable = torch.nn.ModuleDict({k: getattr(m, k) for k in PRIOR_MODULES})
         ema = copy.deepcopy(trainable).requires_grad_(False)
         step, elapsed = 0, 0.0
         if resume and self.has_state("prior"):
@@ -406,8 +410,8 @@ class Trainer:
             for gparam in opt.param_groups:
                 gparam["lr"] = lr
             idx = torch.randint(0, n, (t.prior_batch,), device=dev, generator=gen)
-            z = lat["z_mu"][idx] + lat["z_logvar"][idx].mul(0.5).exp() * torch.randn_like(lat["z_mu"][idx])
-            h = lat["h_mu"][idx] + lat["h_logvar"][idx].mul(0.5).exp() * torch.randn_like(lat["h_mu"][idx])
+            z = m.vae.sample_posterior(lat["z_mu"][idx], lat["z_logvar"][idx])
+            h = m.vae.sample_posterior(lat["h_mu"][idx], lat["h_logvar"][idx])
             z, h = m.norm_z(m.global_latent(z, h)), m.norm_h(h)
             ids = net["cond"].drop(lat["labels"][idx], self.cfg.cond.p_uncond, gen)
             tz = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
@@ -451,7 +455,7 @@ class Trainer:
         own = self.model.state_dict()
         new = {}
         for k, v in own.items():
-            if not k.startswith(("global_prior.", "point_prior.", "cond.")):
+            if k.split(".", 1)[0] not in PRIOR_MODULES:
                 continue
             if k not in src:
                 raise ValueError(f"prior_init {folder}: no tensor {k}")
@@ -478,14 +482,14 @@ class Trainer:
                                  {"params": prior_params, "lr": t.joint_lr_prior, "weight_decay": 0.0}])
         trainable = torch.nn.ModuleDict({"vae": m.vae, "global_prior": m.global_prior, "point_prior": m.point_prior,
                                          "cond": m.cond})
-        ema = copy.deepcopy(torch.nn.ModuleDict({k: trainable[k] for k in ("global_prior", "point_prior", "cond")}))
+        ema = copy.deepcopy(torch.nn.ModuleDict({k: trainable[k] for k in PRIOR_MODULES}))
         ema.requires_grad_(False)
         step, elapsed = 0, 0.0
         if resume and self.has_state("joint"):
             step, elapsed = self._resume_nets("joint", opt, trainable, ema)
         net = trainable
         ddp = _ddp_wrap(_JointObjective(trainable, self))
-        pri = torch.nn.ModuleDict({k: net[k] for k in ("global_prior", "point_prior", "cond")})
+        pri = torch.nn.ModuleDict({k: net[k] for k in PRIOR_MODULES})
         t0, last_ckpt = time.time() - elapsed, time.time()
         gen = torch.Generator(device=dev).manual_seed(t.seed + 29 + step + 1000003 * _rank())
         bar = tqdm(total=t.joint_iters, initial=step, desc="joint", disable=_rank() != 0, mininterval=10)
