@@ -5,7 +5,9 @@ prints JSON: per category 1-NNA-CD/EMD, COV, MMD (``engine.eval.metrics``) of
 category-conditioned samples against test-split shapes, the eval classifier's accuracy on
 the samples, the VAE's reconstruction Chamfer on the test shapes, and (``--floor``) the
 same metrics for train-split shapes in place of samples: the best a perfect model could
-score at this sample size.
+score at this sample size. ``--device cuda`` samples and computes Chamfer distances on the GPU
+(the random draws differ from the CPU's, so figures differ by sampling noise); ``--workers``
+spreads the exact EMD over CPU processes.
 """
 
 from __future__ import annotations
@@ -50,40 +52,43 @@ def sample_category(model, category: str, n: int, steps: int, guidance: float, s
 def reconstruction_chamfer(model, pts: np.ndarray) -> float:
     """Mean Chamfer (squared distances, as in training) of posterior-mean reconstructions."""
     from .losses import chamfer
-    x = torch.from_numpy(pts).float()
-    g = torch.Generator().manual_seed(0)
+    dev = next(model.parameters()).device
+    x = torch.from_numpy(pts).float().to(dev)
+    g = torch.Generator(device=dev).manual_seed(0)
     vals = []
     for i in range(0, len(x), 16):
         post = model.vae.encode(x[i:i + 16], g)
         rec = model.vae.decode(post["z_mu"], post["h_mu"], x.shape[1], g)
-        vals.append(chamfer(rec, x[i:i + 16]))
+        vals.append(chamfer(rec, x[i:i + 16]).cpu())
     return float(torch.cat(vals).mean())
 
 
 def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float | None, categories: list[str] | None,
              floor: bool, emd: bool, seed: int, samples_out: Path | None, log=print,
-             split: str = "test", clean: bool | None = None) -> dict:
+             split: str = "test", clean: bool | None = None, device: str = "cpu", workers: int = 1) -> dict:
+    """Metrics of ``per_category`` samples per category against as many ``split`` shapes (see module doc)."""
     from engine.eval.metrics import compute_all_metrics
 
     from .model import PointsModel
-    model = PointsModel.load(ckpt)
+    model = PointsModel.load(ckpt, device=device)
     guidance = model.cfg.diffusion.guidance if guidance is None else guidance
     cats = categories or list(model.cfg.cond.categories)
     result: dict = {"checkpoint": str(ckpt), "steps": steps, "guidance": guidance, "per_category": per_category,
-                    "reference_split": split, "cleanup": model.cfg.cleanup.enabled if clean is None else clean,
+                    "reference_split": split, "device": device, "cleanup": model.cfg.cleanup.enabled if clean is None else clean,
                     "categories": {}}
     all_samples, all_labels = [], []
     for c in cats:
         t0 = time.perf_counter()
         ref = reference_points(c, split, per_category)
         samples, sec = sample_category(model, c, per_category, steps, guidance, seed, clean=clean)
-        m = compute_all_metrics(samples, ref, use_emd=emd, seed=seed)
+        m = compute_all_metrics(samples, ref, use_emd=emd, seed=seed, device=device, workers=workers)
         row = {"sample": m, "seconds_per_shape": sec, "recon_chamfer_test": reconstruction_chamfer(model, ref)}
         if split != "test":
             row[f"recon_chamfer_{split}"] = row.pop("recon_chamfer_test")
         if floor:
             row["floor_train_vs_test"] = compute_all_metrics(reference_points(c, "train", per_category, offset=5000),
-                                                             ref, use_emd=emd, seed=seed)
+                                                             ref, use_emd=emd, seed=seed, device=device,
+                                                             workers=workers)
         result["categories"][c] = row
         all_samples.append(samples)
         all_labels += [c] * len(samples)
@@ -124,12 +129,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="stray-point removal after decoding: as the checkpoint's config says, or forced")
     p.add_argument("--samples-out", type=Path)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="where to sample and compute Chamfer distances (cpu, cuda)")
+    p.add_argument("--workers", type=int, default=1, help="CPU processes for the exact EMD")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     res = evaluate(a.ckpt, a.per_category, a.steps, a.guidance, a.categories.split(",") if a.categories else None,
                    a.floor, not a.no_emd, a.seed, a.samples_out, log=lambda s: print(s, file=sys.stderr, flush=True),
-                   split=a.split, clean=None if a.cleanup == "config" else a.cleanup == "on")
+                   split=a.split, clean=None if a.cleanup == "config" else a.cleanup == "on",
+                   device=a.device, workers=a.workers)
     text = json.dumps(res, indent=2)
     if a.out:
         a.out.write_text(text + "\n")
