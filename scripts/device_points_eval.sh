@@ -16,7 +16,9 @@
 #
 # Environment: CKPT (default engine/checkpoints/points), PY (python3), DEV (cuda; DEV=cpu QUICK=1
 # tries the plumbing without a GPU), QUICK=1 (tiny sizes), OUT (default out/device_points_eval),
-# DEADLINE (seconds from the start after which no step starts; default 420).
+# SKIP_INSTALL=1 (the wheels are already on PYTHONPATH), DEADLINE (seconds from the start after
+# which no step starts; default 420), PHASES (default AB; A alone while a second checkpoint is
+# measured at the same time for a paired comparison, then B).
 # Results: $OUT/results.json (each step's JSON and exit status), $OUT/log.txt.
 
 set -u -o pipefail
@@ -26,13 +28,14 @@ DEV=${DEV:-cuda}
 CKPT=${CKPT:-engine/checkpoints/points}
 OUT=${OUT:-out/device_points_eval}
 DEADLINE=${DEADLINE:-420}
+PHASES=${PHASES:-AB}
 RES=$(mktemp -d)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 LOG="$OUT/log.txt"
 : > "$LOG"
 
-if [ -d .whl_points ] && ls .whl_points/*.whl > /dev/null 2>&1; then
+if [ -d .whl_points ] && ls .whl_points/*.whl > /dev/null 2>&1 && [ "${SKIP_INSTALL:-0}" != 1 ]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl_points/*.whl >> "$LOG" 2>&1 || echo "wheel install failed" | tee -a "$LOG"
   export PYTHONPATH=/tmp/site:$PWD
@@ -65,6 +68,7 @@ run() {  # run NAME LIMIT_S CMD...: stdout → $RES/NAME.out, stderr → log, ex
 run env 30 bash -c "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null; nproc; \
   $PY -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())'"
 
+[[ "$PHASES" != *A* ]] || {
 EV="$PY -m engine.models.points.evaluate --ckpt $CKPT --device $DEV --workers $W --threads 2"
 run test32_a 300 $EV --per-category $N32 --categories $CATS_A &
 run test32_b 300 $EV --per-category $N32 --categories $CATS_B &
@@ -73,10 +77,13 @@ run test64_b 300 $EV --per-category $N64 --categories $CATS_B --no-emd --seed 1 
 run quality 300 "$PY" scripts/bench_generate.py --model points --checkpoint "$CKPT" --device "$DEV" --threads 2 \
   --batch $B8 --repeats 1 --quality $QSTEPS --quality-categories "$QCATS" --quality-n $QN --machine "$DEV" &
 wait
+}
 
+[[ "$PHASES" != *B* ]] || {
 BENCH="$PY scripts/bench_generate.py --model points --checkpoint $CKPT --device $DEV --threads 1 --direct --steps 25"
 run speed_b64 90 $BENCH --batch $B64 --repeats $REP --machine "$DEV"
 run speed_b8 60 $BENCH --batch $B8 --repeats $REP --machine "$DEV"
+}
 
 "$PY" - "$RES" "$OUT/results.json" <<'EOF'
 import json, sys
