@@ -6,6 +6,7 @@
 #      1. test split, 32 shapes per category: 1-NNA-CD/EMD, COV, MMD, classifier accuracy
 #         (python -m engine.models.points.evaluate --device cuda; two processes, 6 + 5 categories);
 #      2. test split, 64 shapes per category, Chamfer metrics only (two processes);
+#      (VAL=1: also the val split, 64 per category, Chamfer metrics only: for choosing a checkpoint);
 #      3. quality against sampler steps (10, 25, 50 DPM-Solver++, 1000 DDPM), 32 per category,
 #         all categories (scripts/bench_generate.py --quality);
 #   B. alone, so that nothing else shares the GPU: speed at batch 64 and 8 (bench_generate.py).
@@ -31,7 +32,7 @@ DEADLINE=${DEADLINE:-420}
 PHASES=${PHASES:-AB}
 RES=$(mktemp -d)
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 LOG="$OUT/log.txt"
 : > "$LOG"
 
@@ -69,11 +70,15 @@ run env 30 bash -c "nvidia-smi --query-gpu=name,memory.total --format=csv,nohead
   $PY -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())'"
 
 [[ "$PHASES" != *A* ]] || {
-EV="$PY -m engine.models.points.evaluate --ckpt $CKPT --device $DEV --workers $W --threads 2"
+EV="$PY -m engine.models.points.evaluate --ckpt $CKPT --device $DEV --workers $W --threads 1"
 run test32_a 300 $EV --per-category $N32 --categories $CATS_A &
 run test32_b 300 $EV --per-category $N32 --categories $CATS_B &
 run test64_a 300 $EV --per-category $N64 --categories $CATS_A --no-emd --seed 1 &
 run test64_b 300 $EV --per-category $N64 --categories $CATS_B --no-emd --seed 1 &
+if [ "${VAL:-0}" = 1 ]; then
+  run val64_a 300 $EV --per-category $N64 --categories $CATS_A --no-emd --split val &
+  run val64_b 300 $EV --per-category $N64 --categories $CATS_B --no-emd --split val &
+fi
 run quality 300 "$PY" scripts/bench_generate.py --model points --checkpoint "$CKPT" --device "$DEV" --threads 2 \
   --batch $B8 --repeats 1 --quality $QSTEPS --quality-categories "$QCATS" --quality-n $QN --machine "$DEV" &
 wait
