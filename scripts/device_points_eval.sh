@@ -4,7 +4,7 @@
 #
 #   A. at once (the GPU samples, the 16 CPU cores run the exact EMD and draw the reference shapes):
 #      1. test split, 32 shapes per category: 1-NNA-CD/EMD, COV, MMD, classifier accuracy
-#         (python -m engine.models.points.evaluate --device cuda; two processes, 6 + 5 categories);
+#         (python -m engine.models.points.evaluate --device cuda; four processes of 2-3 categories);
 #      2. test split, 64 shapes per category, Chamfer metrics only (two processes);
 #      (VAL=1: also the val split, 64 per category, Chamfer metrics only: for choosing a checkpoint);
 #      3. quality against sampler steps (10, 25, 50 DPM-Solver++, 1000 DDPM), 32 per category,
@@ -13,7 +13,7 @@
 #
 # The random draws on CUDA differ from the CPU's, so these figures differ from the CPU ones by
 # sampling noise, not by method. Dependencies the machine lacks travel as wheels in .whl_points/
-# (diffusers, trimesh, importlib_metadata; see scripts/device_check.sh for the download command).
+# (diffusers, trimesh, manifold3d, importlib_metadata; see scripts/device_check.sh for the download command).
 #
 # Environment: CKPT (default engine/checkpoints/points), PY (python3), DEV (cuda; DEV=cpu QUICK=1
 # tries the plumbing without a GPU), QUICK=1 (tiny sizes), OUT (default out/device_points_eval),
@@ -47,9 +47,9 @@ fi
 if [ "${QUICK:-0}" = 1 ]; then
   N32=2; N64=3; QN=2; QSTEPS=2,5; QCATS=chair,mug; B64=4; B8=2; REP=1; W=1
 else
-  N32=32; N64=64; QN=32; QSTEPS=10,25,50,1000; QCATS=; B64=64; B8=8; REP=3; W=6
+  N32=32; N64=64; QN=32; QSTEPS=10,25,50,1000; QCATS=; B64=64; B8=8; REP=3; W=4
 fi
-CATS_A=airplane,bench,bottle,car,chair,lamp
+CATS_A=airplane,bench,bottle,car,chair,lamp  # two halves for the Chamfer-only tables
 CATS_B=mug,shelf,sofa,table,vase
 QCATS=${QCATS:-$("$PY" -c "import json,sys; print(','.join(json.load(open(sys.argv[1]))['cond']['categories']))" \
   "$CKPT/config.json")}
@@ -71,16 +71,21 @@ run env 30 bash -c "nvidia-smi --query-gpu=name,memory.total --format=csv,nohead
 
 [[ "$PHASES" != *A* ]] || {
 EV="$PY -m engine.models.points.evaluate --ckpt $CKPT --device $DEV --workers $W --threads 1"
-run test32_a 300 $EV --per-category $N32 --categories $CATS_A &
-run test32_b 300 $EV --per-category $N32 --categories $CATS_B &
+# the exact EMD is the slow part (about 45 s a category at 32 shapes on 6 workers): 4 processes
+for g in airplane,bench,bottle car,chair,lamp mug,shelf,sofa table,vase; do
+  run test32_${g%%,*} 300 $EV --per-category $N32 --categories $g &
+done
 run test64_a 300 $EV --per-category $N64 --categories $CATS_A --no-emd --seed 1 &
 run test64_b 300 $EV --per-category $N64 --categories $CATS_B --no-emd --seed 1 &
 if [ "${VAL:-0}" = 1 ]; then
   run val64_a 300 $EV --per-category $N64 --categories $CATS_A --no-emd --split val &
   run val64_b 300 $EV --per-category $N64 --categories $CATS_B --no-emd --split val &
 fi
-run quality 300 "$PY" scripts/bench_generate.py --model points --checkpoint "$CKPT" --device "$DEV" --threads 2 \
-  --batch $B8 --repeats 1 --quality $QSTEPS --quality-categories "$QCATS" --quality-n $QN --machine "$DEV" &
+# few-step solvers and the 1000-step DDPM reference in two processes (DDPM alone takes minutes)
+for q in ${QSTEPS%,*} ${QSTEPS##*,}; do
+  run quality_${q//,/_} 300 "$PY" scripts/bench_generate.py --model points --checkpoint "$CKPT" --device "$DEV" \
+    --threads 2 --batch $B8 --repeats 1 --quality $q --quality-categories "$QCATS" --quality-n $QN --machine "$DEV" &
+done
 wait
 }
 
