@@ -19,7 +19,7 @@
 # tries the plumbing without a GPU), QUICK=1 (tiny sizes), OUT (default out/device_points_eval),
 # SKIP_INSTALL=1 (the wheels are already on PYTHONPATH), DEADLINE (seconds from the start after
 # which no step starts; default 420), PHASES (default AB; A alone while a second checkpoint is
-# measured at the same time for a paired comparison, then B).
+# measured at the same time for a paired comparison, then B), QUALITY=0 (skip A.3).
 # Results: $OUT/results.json (each step's JSON and exit status), $OUT/log.txt.
 
 set -u -o pipefail
@@ -82,7 +82,7 @@ if [ "${VAL:-0}" = 1 ]; then
   run val64_b 300 $EV --per-category $N64 --categories $CATS_B --no-emd --split val &
 fi
 # few-step solvers and the 1000-step DDPM reference in two processes (DDPM alone takes minutes)
-for q in ${QSTEPS%,*} ${QSTEPS##*,}; do
+[ "${QUALITY:-1}" = 0 ] || for q in ${QSTEPS%,*} ${QSTEPS##*,}; do
   run quality_${q//,/_} 300 "$PY" scripts/bench_generate.py --model points --checkpoint "$CKPT" --device "$DEV" \
     --threads 2 --batch $B8 --repeats 1 --quality $q --quality-categories "$QCATS" --quality-n $QN --machine "$DEV" &
 done
