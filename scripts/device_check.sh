@@ -39,13 +39,8 @@ export PYTHONUNBUFFERED=1
 LOG="$OUT/log.txt"
 : > "$LOG"
 
-if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1 && [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    >> "$LOG" 2>&1 || echo "wheel install failed" | tee -a "$LOG"
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
+source scripts/device_steps.sh
+use_wheels .whl
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-/tmp/torch_extensions}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 if [ "$DEV" = cuda ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
@@ -60,22 +55,6 @@ else
 fi
 
 DEADLINE=${DEADLINE:-285}  # seconds from the start: no step runs past it (the run's own limit is 300 s)
-declare -A RC SEC
-step() {  # step NAME LIMIT_S CMD...  (stdout of CMD → $RES/NAME.out, everything → log)
-  local name=$1 limit=$2; shift 2
-  local left=$((DEADLINE - SECONDS))
-  [ "$left" -lt "$limit" ] && limit=$left
-  if [ "$limit" -lt 10 ]; then
-    echo "=== $name: skipped, out of time" | tee -a "$LOG"; RC[$name]=-1; SEC[$name]=0; return
-  fi
-  echo "=== $name (limit ${limit} s): $*" | tee -a "$LOG"
-  local t0=$SECONDS
-  timeout "$limit" "$@" > "$RES/$name.out" 2> >(tee -a "$LOG" >&2)
-  RC[$name]=$?
-  SEC[$name]=$((SECONDS - t0))
-  cat "$RES/$name.out" >> "$LOG"
-  echo "=== $name: rc ${RC[$name]}, ${SEC[$name]} s" | tee -a "$LOG"
-}
 
 step env 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; \
   $PY -c 'import sys, torch, numpy; print(sys.version.split()[0], torch.__version__, torch.version.cuda, numpy.__version__, torch.cuda.is_available())'; \
@@ -120,20 +99,4 @@ step gen_b$B8 100 "$PY" scripts/bench_generate.py --model points --device "$DEV"
   --repeats $REP --threads 1 --direct --machine "$DEV"
 [ "$DEV" = cpu ] || step render_cpu 90 "$PY" scripts/bench_render.py --backend cpu --shapes $SHAPES --views $VIEWS
 
-for k in "${!RC[@]}"; do echo "$k ${RC[$k]} ${SEC[$k]}"; done > "$RES/rc.txt"
-"$PY" - "$RES" "$OUT/results.json" <<'EOF'
-import json, sys
-from pathlib import Path
-res, out = Path(sys.argv[1]), {}
-for line in (res / "rc.txt").read_text().split("\n"):
-    if line.strip():
-        name, rc, sec = line.split()
-        text = (res / f"{name}.out").read_text() if (res / f"{name}.out").exists() else ""
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = text[-4000:]
-        out[name] = {"rc": int(rc), "seconds": int(sec), "output": body}
-Path(sys.argv[2]).write_text(json.dumps(out, indent=1))
-print(json.dumps({k: v["rc"] for k, v in out.items()}))
-EOF
+write_results "$OUT/results.json"

@@ -74,8 +74,8 @@ def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float | None, 
     guidance = model.cfg.diffusion.guidance if guidance is None else guidance
     cats = categories or list(model.cfg.cond.categories)
     result: dict = {"checkpoint": str(ckpt), "steps": steps, "guidance": guidance, "per_category": per_category,
-                    "reference_split": split, "device": device, "cleanup": model.cfg.cleanup.enabled if clean is None else clean,
-                    "categories": {}}
+                    "reference_split": split, "device": device,
+                    "cleanup": model.cfg.cleanup.enabled if clean is None else clean, "categories": {}}
     all_samples, all_labels = [], []
     for c in cats:
         t0 = time.perf_counter()
