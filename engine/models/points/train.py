@@ -618,7 +618,9 @@ class _PriorObjective(torch.nn.Module):
         super().__init__()
         self.nets = nets
         self.loss_fn = trainer._diffusion_loss
-        self.register_buffer("ac", train_scheduler(trainer.cfg.diffusion).alphas_cumprod.float().clone(), persistent=False)
+        # On the trainer's device: the timesteps that index it are drawn there.
+        ac = train_scheduler(trainer.cfg.diffusion).alphas_cumprod.float().to(trainer.device)
+        self.register_buffer("ac", ac, persistent=False)
 
     def forward(self, z: torch.Tensor, h: torch.Tensor, ids: torch.Tensor, tz: torch.Tensor,
                 th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
