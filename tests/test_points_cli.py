@@ -68,8 +68,8 @@ def test_train_points_all_stages_on_cuda(tmp_path, world):
     if world > torch.cuda.device_count():
         pytest.skip(f"needs {world} CUDA devices")
     train = {"vae_iters": 3, "prior_iters": 3, "vae_batch": 4, "prior_batch": 4, "n_enc_points": 256,
-             "n_rec_points": 128, "encode_repeats": 1, "val_shapes": 4, "ckpt_every_s": 1e9, "val_every_s": 0,
-             "val_per_category": 2, "decoder_iters": 2, "decoder_batch": 2, "decoder_emd_points": 64,
+             "n_rec_points": 128, "encode_repeats": 1, "val_shapes": 4, "ckpt_every_s": 1e9, "val_every_s": 1e-6,
+             "val_per_category": 2, "val_steps": 2, "decoder_iters": 2, "decoder_batch": 2, "decoder_emd_points": 64,
              "joint_iters": 2, "joint_batch": 2}
     (tmp_path / "cfg.json").write_text(json.dumps({"model": asdict(tiny_config([])) | {"n_points": 256},
                                                    "train": train}))
@@ -86,3 +86,6 @@ def test_train_points_all_stages_on_cuda(tmp_path, world):
         meta = json.loads((state / f"{stage}.json").read_text())
         assert meta["step"] == steps and meta.get("done", True), (stage, meta)
     assert PointsPipeline(out).status()["available"]
+    # the priors' validation (sampling on the GPU, 1-NNA of its samples) ran and was logged
+    logged = [json.loads(line) for line in (state / "log.jsonl").read_text().splitlines()]
+    assert any("val_1nna_cd" in r for r in logged)
