@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import asdict
 
 import pytest
@@ -12,15 +15,24 @@ from engine.cli import main
 from engine.models.points.config import tiny_config
 from engine.pipelines.points import PointsPipeline
 
+# A few steps of every stage on a tiny model (seconds); tests add the stages they run.
+TINY_TRAIN = {"vae_iters": 3, "prior_iters": 3, "vae_batch": 4, "prior_batch": 4, "n_enc_points": 256,
+              "n_rec_points": 128, "encode_repeats": 1, "val_shapes": 4, "ckpt_every_s": 1e9, "val_every_s": 0}
+DECODER_STAGE = {"decoder_iters": 2, "decoder_batch": 2, "decoder_emd_points": 64}
+
+
+def _write_config(tmp_path, train: dict):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"model": asdict(tiny_config([])) | {"n_points": 256}, "train": train}))
+    return path
+
 
 def test_train_points_command_writes_a_usable_checkpoint(tmp_path):
     torch.set_num_threads(1)
-    cfg = {"model": asdict(tiny_config([])) | {"n_points": 256},
-           "train": {"vae_iters": 4, "prior_iters": 4, "vae_batch": 4, "prior_batch": 4, "n_enc_points": 256,
-                     "n_rec_points": 128, "encode_repeats": 1, "val_shapes": 4, "ckpt_every_s": 1e9}}
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    # val_every_s as by default: the prior stage ends with a validation
+    cfg = _write_config(tmp_path, TINY_TRAIN | {"vae_iters": 4, "prior_iters": 4, "val_every_s": 600})
     out = tmp_path / "ckpt"
-    args = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(tmp_path / "cfg.json"),
+    args = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(cfg),
             "--categories", "chair,mug", "--shapes-per-category", "4", "--threads", "1"]
     assert main(args) == 0
     written = json.loads((out / "config.json").read_text())
@@ -37,13 +49,9 @@ def test_train_points_command_writes_a_usable_checkpoint(tmp_path):
 
 def test_train_points_decoder_stage_from_the_command_line(tmp_path):
     torch.set_num_threads(1)
-    train = {"vae_iters": 3, "prior_iters": 3, "vae_batch": 4, "prior_batch": 4, "n_enc_points": 256,
-             "n_rec_points": 128, "encode_repeats": 1, "val_shapes": 4, "ckpt_every_s": 1e9, "val_every_s": 0,
-             "decoder_iters": 2, "decoder_batch": 2, "decoder_emd_points": 64}
-    (tmp_path / "cfg.json").write_text(json.dumps({"model": asdict(tiny_config([])) | {"n_points": 256},
-                                                   "train": train}))
+    cfg = _write_config(tmp_path, TINY_TRAIN | DECODER_STAGE)
     out = tmp_path / "ckpt"
-    base = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(tmp_path / "cfg.json"),
+    base = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(cfg),
             "--categories", "mug", "--shapes-per-category", "2", "--threads", "1"]
     # --stage all runs the decoder stage too when the config gives it decoder_iters
     assert main(base) == 0
@@ -52,7 +60,7 @@ def test_train_points_decoder_stage_from_the_command_line(tmp_path):
     assert PointsPipeline(out).status()["available"]
     # the stage alone needs a trained model
     empty = ["train", "points", "--data", "procedural", "--out", str(tmp_path / "none"), "--config",
-             str(tmp_path / "cfg.json"), "--categories", "mug", "--shapes-per-category", "2", "--stage", "decoder"]
+             str(cfg), "--categories", "mug", "--shapes-per-category", "2", "--stage", "decoder"]
     with pytest.raises(SystemExit, match="run the vae and prior stages first"):
         main(empty)
 
@@ -62,19 +70,12 @@ def test_train_points_decoder_stage_from_the_command_line(tmp_path):
 def test_train_points_all_stages_on_cuda(tmp_path, world):
     """Every stage on the GPU, alone and under torchrun with two processes on one machine
     (two processes share GPU 0 when there is one GPU: NCCL refuses that, so world 2 needs two)."""
-    import os
-    import subprocess
-    import sys
     if world > torch.cuda.device_count():
         pytest.skip(f"needs {world} CUDA devices")
-    train = {"vae_iters": 3, "prior_iters": 3, "vae_batch": 4, "prior_batch": 4, "n_enc_points": 256,
-             "n_rec_points": 128, "encode_repeats": 1, "val_shapes": 4, "ckpt_every_s": 1e9, "val_every_s": 1e-6,
-             "val_per_category": 2, "val_steps": 2, "decoder_iters": 2, "decoder_batch": 2, "decoder_emd_points": 64,
-             "joint_iters": 2, "joint_batch": 2}
-    (tmp_path / "cfg.json").write_text(json.dumps({"model": asdict(tiny_config([])) | {"n_points": 256},
-                                                   "train": train}))
+    cfg = _write_config(tmp_path, TINY_TRAIN | DECODER_STAGE | {
+        "val_every_s": 1e-6, "val_per_category": 2, "val_steps": 2, "joint_iters": 2, "joint_batch": 2})
     out = tmp_path / "ckpt"
-    args = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(tmp_path / "cfg.json"),
+    args = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(cfg),
             "--categories", "chair,mug", "--shapes-per-category", "4", "--device", "cuda"]
     if world == 1:
         assert main(args) == 0

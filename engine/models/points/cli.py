@@ -45,10 +45,6 @@ def _run(args: argparse.Namespace) -> int:
     # Under torchrun every process runs this; only rank 0 reports.
     say = print if int(os.environ.get("RANK", "0")) == 0 else (lambda *_a, **_k: None)
     device = resolve_device(args.device)
-    if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # torchrun: one GPU per process, the one DDP is told about (device_ids=[LOCAL_RANK]).
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        torch.cuda.set_device(device)
     raw = json.loads(Path(args.config).read_text()) if args.config else {}
     cfg = PointsConfig.from_dict(raw.get("model", {}))
     tcfg = TrainConfig.from_dict(raw.get("train", {}))

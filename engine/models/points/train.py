@@ -129,13 +129,22 @@ def _cosine_scale(step: int, iters: int, t0: float, minutes: float, final: float
     return float(final + (1 - final) * 0.5 * (1 + np.cos(np.pi * frac)))
 
 
+def _process_device(device: str) -> str:
+    """The device of this process: under torchrun a plain ``cuda`` means the GPU of its
+    ``LOCAL_RANK`` (one GPU per process), made current so that bare ``cuda`` tensors land there."""
+    if device == "cuda" and _world() > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    return device
+
+
 def _ddp_wrap(module: torch.nn.Module) -> torch.nn.Module:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if _world() > 1:
         import torch.distributed as dist
+        dev = next(module.parameters()).device
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        dev = [int(os.environ.get("LOCAL_RANK", 0))] if torch.cuda.is_available() else None
-        return torch.nn.parallel.DistributedDataParallel(module, device_ids=dev)
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
     return module
 
 
@@ -145,9 +154,9 @@ class Trainer:
     def __init__(self, cfg: PointsConfig, tcfg: TrainConfig, train: PointSets, val: PointSets,
                  out: Path, state: Path, device: str = "cpu", log=print) -> None:
         self.cfg, self.tcfg, self.train, self.val = cfg, tcfg, train, val
-        self.out, self.state, self.device, self.log = Path(out), Path(state), device, log
+        self.out, self.state, self.device, self.log = Path(out), Path(state), _process_device(device), log
         self.state.mkdir(parents=True, exist_ok=True)
-        self.model = PointsModel(cfg).to(device)
+        self.model = PointsModel(cfg).to(self.device)
         # Every process trains; only rank 0 writes files and talks.
         self.log = log if _rank() == 0 else (lambda *_a, **_k: None)
         self.rng = np.random.default_rng(tcfg.seed + _rank())
