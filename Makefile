@@ -7,12 +7,16 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
+# No pip cache: torch's CUDA build brings several GB of wheels, and a cached copy of them
+# beside the 6.7 GB venv is disk a CI machine may not have (one ran out during this install).
+PIP := $(BIN)/pip install -q --no-cache-dir
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(PIP) --upgrade pip
 	# torch comes from the machine's local disk (CUDA build that also runs on CPU)
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[fast,blender,dev]"
+	$(PIP) torch==2.14.1 torchvision==0.29.1
+	$(PIP) -e ".[fast,blender,dev]"
 	touch $@
 
 demo: setup
