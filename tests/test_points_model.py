@@ -368,6 +368,26 @@ def test_prior_init_from_a_smaller_config_zero_pads_and_keeps_the_function(tmp_p
         tr3.init_priors_from(tmp_path / "ckpt")
 
 
+def test_validation_samples_at_the_guidance_the_model_ships_with(tmp_path, monkeypatch):
+    from engine.models.points import sampler as sampler_mod
+    seen = []
+    real_run = sampler_mod.LatentSampler.run
+
+    def spy(self, cond, *a, guidance=None, **kw):
+        seen.append(guidance)
+        return real_run(self, cond, *a, guidance=guidance, **kw)
+
+    monkeypatch.setattr(sampler_mod.LatentSampler, "run", spy)
+    tr = _trainer(tmp_path, val_per_category=2, val_steps=2)
+    tr.cfg.diffusion.guidance = 1.25
+    tr.val_nna()
+    assert seen and set(seen) == {1.25}
+    seen.clear()
+    tr.tcfg.val_guidance = 2.0          # an explicit training setting still wins
+    tr.val_nna()
+    assert set(seen) == {2.0}
+
+
 def test_procedural_cache_is_redrawn_when_the_generator_changed(tmp_path):
     from engine.models.points.data import procedural_category
     first = procedural_category("mug", "train", 2, 64, tmp_path)
