@@ -21,16 +21,21 @@ def meshes_dir() -> Path:
     return MESHES
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    """An untrained, tiny points checkpoint (categories chair, table): fast pipeline tests."""
+@pytest.fixture(scope="session", params=["vae_global_latent", "shape_code"])
+def tiny_ckpt(tmp_path_factory, request) -> Path:
+    """An untrained, tiny points checkpoint (categories chair, table): fast pipeline tests.
+    Twice: with the VAE's global latent as the priors' global latent, and with a shape code."""
     import torch
 
     from engine.models.points.config import tiny_config
     from engine.models.points.model import PointsModel
     path = tmp_path_factory.mktemp("points_ckpt")
     torch.manual_seed(0)
-    PointsModel(tiny_config(["chair", "table"])).save(path)
+    cfg = tiny_config(["chair", "table"])
+    if request.param == "shape_code":
+        cfg.global_prior.shape_code, cfg.global_prior.layout_width = 6, 32
+        cfg.point_prior.layout_attention = True
+    PointsModel(cfg).save(path)
     return path
 
 

@@ -65,6 +65,28 @@ def test_train_points_decoder_stage_from_the_command_line(tmp_path):
         main(empty)
 
 
+def test_train_points_with_a_shape_code_runs_the_code_stage(tmp_path):
+    torch.set_num_threads(1)
+    model = asdict(tiny_config([])) | {"n_points": 256}
+    model["global_prior"]["shape_code"] = 4
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": model, "train": TINY_TRAIN | {"code_iters": 3, "code_batch": 4}}))
+    out, state = tmp_path / "ckpt", tmp_path / "ckpt-state"
+    base = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(cfg),
+            "--categories", "mug", "--shapes-per-category", "2", "--threads", "1"]
+    # the priors need the code: alone, the prior stage says so
+    assert main(base + ["--stage", "vae"]) == 0
+    with pytest.raises(SystemExit, match="run --stage code first"):
+        main(base + ["--stage", "prior"])
+    # --stage all runs vae, code and prior in order (resuming the finished VAE)
+    assert main(base + ["--resume"]) == 0
+    assert json.loads((state / "code.json").read_text())["done"] is True
+    assert json.loads((state / "prior.json").read_text())["step"] == 3
+    pipe = PointsPipeline(out)
+    assert pipe.status()["available"]
+    assert json.loads((out / "config.json").read_text())["global_prior"]["shape_code"] == 4
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("world", [1, 2])
 def test_train_points_all_stages_on_cuda(tmp_path, world):

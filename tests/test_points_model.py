@@ -409,3 +409,83 @@ def test_prior_latents_are_encoded_again_when_the_training_data_changed(tmp_path
     tr.train = PointSets(sets.points[::-1].copy(), sets.labels[::-1].copy(), sets.categories)
     again = tr._latents()
     assert torch.equal(again["labels"], torch.from_numpy(sets.labels[::-1].copy()))
+
+
+def test_shape_code_is_trained_carries_the_layout_and_becomes_the_global_latent(tmp_path):
+    """The code stage learns a code of the latent layout (decoding another shape's code is
+    clearly worse), the priors then use it as their global latent, warm-started from priors
+    trained without it, and sampling, encoding and SDEdit run through it."""
+    torch.manual_seed(0)
+    tr = _trainer(tmp_path, vae_iters=40, vae_lr=3e-3, lr_warmup=10, prior_iters=3)
+    tr.train_vae()
+    tr.train_prior()
+    sets = primitive_sets()
+    cfg = tiny_config(sets.categories)
+    cfg.global_prior.shape_code = 8
+    cfg.point_prior.layout_attention = True
+    tcfg = TrainConfig(prior_batch=8, encode_repeats=2, val_shapes=4, ckpt_every_s=1e9, prior_iters=3,
+                       code_iters=300, code_batch=12, code_lr=3e-3, val_every_s=0,
+                       prior_init=str(tmp_path / "ckpt"))
+    # The second model starts from the first's VAE (as a shipped VAE is reused).
+    tr2 = Trainer(cfg, tcfg, sets, sets, tmp_path / "ckpt2", tmp_path / "state2", log=lambda *_: None)
+    tr2.model.vae.load_state_dict(tr.model.vae.state_dict())
+    tr2.train_code()
+    meta = json.loads((tmp_path / "state2" / "code.json").read_text())
+    assert meta["step"] == 300 and meta["done"]
+    assert meta["val_layout_chamfer"] < 0.5 * meta["val_layout_chamfer_other_code"], meta
+    tr2.train_prior()
+    new = PointsModel.load(tmp_path / "ckpt2")
+    old = PointsModel.load(tmp_path / "ckpt")
+    assert new.global_latent_dim == 8 and new.z_mean.shape == (8,)
+    # The decoder gets the VAE's mean global latent, whatever the code.
+    assert torch.allclose(new.vae_z(torch.zeros(2, 8)), new.z_fixed.expand(2, -1))
+    # Warm start: the point prior comes from the old priors but for its global-latent input,
+    # which starts at zero; the global prior (a new latent) starts fresh.
+    tr3 = Trainer(cfg, tcfg, sets, sets, tmp_path / "ckpt3", tmp_path / "state3", log=lambda *_: None)
+    fresh_global = {k: v.clone() for k, v in tr3.model.global_prior.state_dict().items()}
+    tr3.init_priors_from(tmp_path / "ckpt")
+    pp, opp = tr3.model.point_prior.state_dict(), old.point_prior.state_dict()
+    assert all(torch.equal(pp[k], opp[k]) for k in opp if k != "zemb.0.weight")
+    assert torch.all(pp["zemb.0.weight"] == 0)
+    assert any(k.startswith("cross.") for k in pp)
+    assert all(torch.equal(v, fresh_global[k]) for k, v in tr3.model.global_prior.state_dict().items())
+    # ... so the warm-started point prior computes what the old one did with a zero global
+    # latent, whatever the code and the layout (the cross-attention's gates start at zero).
+    g = torch.Generator().manual_seed(0)
+    hh = torch.randn(2, cfg.vae.n_latent_points, 3 + cfg.vae.point_feat_dim, generator=g)
+    tt, cc = torch.tensor([100, 900]), old.cond(torch.tensor([0, 1]))
+    code = torch.randn(2, 8, generator=g)
+    with torch.no_grad():
+        warm = tr3.model.point_prior(hh, tt, code, cc, tr3.model.prior_layout(code))
+        assert torch.allclose(warm, old.point_prior(hh, tt, torch.zeros(2, old.global_latent_dim), cc), atol=1e-5)
+        with pytest.raises(ValueError, match="layout"):
+            tr3.model.point_prior(hh, tt, code, cc)
+    s = LatentSampler(new)
+    x = torch.from_numpy(sets.points[:3, :256])
+    z, h = s.encode(x, torch.Generator().manual_seed(0))
+    assert z.shape == (3, 8)
+    post = new.vae.encode(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(new.denorm_z(z), new.shape_code(post["h_mu"][..., :3]), atol=1e-5)
+    cond = s.condition(torch.tensor([0, 1, 0]))
+    out = s.run(cond, n_points=64, steps=3, guidance=1.5, generator=torch.Generator().manual_seed(1))
+    assert out.shape == (3, 64, 3) and torch.isfinite(out).all()
+    ref = s.run(cond, n_points=64, steps=3, guidance=1.0, z_init=z, h_init=h, strength=0.0,
+                generator=torch.Generator().manual_seed(2), clean=False)
+    rec = new.vae.decode(new.z_fixed.expand(3, -1), new.denorm_h(h), 64, torch.Generator().manual_seed(2))
+    assert torch.allclose(ref, rec, atol=1e-5)
+    # The trained point prior uses the layout of the code it is given.
+    lay = new.prior_layout(z)
+    assert lay.shape == (3, cfg.vae.n_latent_points, 3)
+    with torch.no_grad():
+        a = new.point_prior(h, torch.tensor([500] * 3), z, cond, lay)
+        b = new.point_prior(h, torch.tensor([500] * 3), z, cond, lay.roll(1, 0))
+    assert not torch.allclose(a, b)
+    # shape_code and extents are two meanings of the same channels; the layout needs a code
+    bad = tiny_config(sets.categories)
+    bad.global_prior.shape_code, bad.global_prior.extents = 4, True
+    with pytest.raises(ValueError, match="exclude each other"):
+        PointsModel(bad)
+    bad = tiny_config(sets.categories)
+    bad.point_prior.layout_attention = True
+    with pytest.raises(ValueError, match="needs global_prior.shape_code"):
+        PointsModel(bad)

@@ -17,9 +17,10 @@ def register_train(train_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder, or `procedural`")
     p.add_argument("--out", required=True, help="checkpoint folder to write (config.json, model.safetensors)")
     p.add_argument("--config", help="JSON file: {\"model\": {...PointsConfig}, \"train\": {...TrainConfig}}")
-    p.add_argument("--stage", choices=("vae", "prior", "decoder", "joint", "all"), default="all",
-                   help="all: vae, then prior, then decoder / joint when the config gives them "
-                        "decoder_iters / joint_iters > 0")
+    p.add_argument("--stage", choices=("vae", "code", "prior", "decoder", "joint", "all"), default="all",
+                   help="all: vae, then code (when the model config has global_prior.shape_code > 0), "
+                        "then prior, then decoder / joint when the config gives them decoder_iters / "
+                        "joint_iters > 0")
     p.add_argument("--resume", action="store_true", help="continue from <state> where a stage stopped")
     p.add_argument("--state", help="folder for resumable training state (default: <out>/../<name>-state)")
     p.add_argument("--categories", help="comma-separated categories (default: all available)")
@@ -79,10 +80,23 @@ def _run(args: argparse.Namespace) -> int:
             trainer.train_vae(resume=args.resume)
         elif not trainer.load_model_if_any(vae_only=True):
             raise SystemExit("VAE state says done but no model in --out")
+    code = cfg.global_prior.shape_code > 0
+    if args.stage == "code" or (args.stage == "all" and code):
+        if args.stage == "code" or (args.resume and trainer.has_state("vae")):
+            if not trainer.load_model_if_any(vae_only=True):
+                raise SystemExit(f"no trained VAE in {out}; run --stage vae first")
+        if not code:
+            raise SystemExit("--stage code needs a model config with global_prior.shape_code > 0")
+        done = args.resume and trainer.has_state("code") and \
+            json.loads((state / "code.json").read_text()).get("done", False)
+        if args.stage == "code" or not done:
+            trainer.train_code(resume=args.resume)
     if args.stage in ("prior", "all"):
         if args.stage == "prior" or (args.resume and trainer.has_state("vae")):
             if not trainer.load_model_if_any(vae_only=True):
                 raise SystemExit(f"no trained VAE in {out}; run --stage vae first")
+        if code and not trainer.has_state("code"):
+            raise SystemExit(f"the shape code is not trained in {state}; run --stage code first")
         prior_done = False
         if args.resume and trainer.has_state("prior"):
             prior_done = json.loads((state / "prior.json").read_text()).get("done", False)

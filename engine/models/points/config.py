@@ -40,6 +40,12 @@ class GlobalPriorConfig:
     # global latent) and condition the point prior on them: with a collapsed global latent
     # the point prior alone sets the proportions (measured: checkpoint MODEL.md, step 8).
     extents: bool = False
+    # > 0: the priors' global latent is a learned code of this many channels of the latent
+    # points' layout (shape_code.py) instead of the VAE's global latent, which collapsed;
+    # the decoder then gets the VAE's mean global latent. Excludes ``extents``.
+    shape_code: int = 0
+    shape_code_width: int = 128     # the code's PointNet encoder
+    layout_width: int = 512         # the MLP that decodes a code to the latent points' layout
 
 
 @dataclass
@@ -49,6 +55,8 @@ class PointPriorConfig:
     width: int = 128
     layers: int = 4
     heads: int = 4
+    # Cross-attend to the layout the shape code decodes to (needs global_prior.shape_code).
+    layout_attention: bool = False
 
 
 @dataclass

@@ -15,6 +15,16 @@ import torch
 from torch import nn
 
 
+def mlp(*dims: int) -> nn.Sequential:
+    """Linear layers of sizes ``dims`` with GELU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
 def farthest_point_sample(x: torch.Tensor, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Indices (B×m, long) of ``m`` farthest points of ``x`` (B×N×3); random first point."""
     b, n, _ = x.shape

@@ -16,6 +16,7 @@ from .condition import CategoryCondition
 from .config import PointsConfig
 from .global_prior import GlobalPrior
 from .point_prior import PointPrior
+from .shape_code import LayoutDecoder, ShapeCodeEncoder
 from .vae import PointsVAE
 
 from .checkpoint import CONFIG, WEIGHTS, checkpoint_complete  # noqa: F401  (re-exported)
@@ -37,6 +38,9 @@ class PointsModel(nn.Module):
     followed, with ``global_prior.extents``, by the extents of the point latents: a
     hierarchical summary of the shape's proportions that the global prior generates and the
     point prior is conditioned on. The VAE decoder sees only the first D channels.
+    With ``global_prior.shape_code`` C > 0 the priors' global latent is instead a learned code
+    (B×C) of the point latents' layout (``shape_code.py``), and the decoder gets the VAE's mean
+    global latent ``z_fixed``: that latent collapsed, the decoder ignores it.
     """
 
     def __init__(self, cfg: PointsConfig) -> None:
@@ -45,7 +49,16 @@ class PointsModel(nn.Module):
         v = cfg.vae
         self.vae = PointsVAE(v)
         self.cond = CategoryCondition(cfg.cond)
-        self.global_latent_dim = v.global_dim + (EXTENT_DIM if cfg.global_prior.extents else 0)
+        gp = cfg.global_prior
+        if gp.shape_code and gp.extents:
+            raise ValueError("global_prior: shape_code and extents exclude each other; set one")
+        self.global_latent_dim = gp.shape_code or v.global_dim + (EXTENT_DIM if gp.extents else 0)
+        if cfg.point_prior.layout_attention and not gp.shape_code:
+            raise ValueError("point_prior.layout_attention needs global_prior.shape_code > 0")
+        if gp.shape_code:
+            self.shape_code = ShapeCodeEncoder(gp.shape_code, gp.shape_code_width)
+            self.layout = LayoutDecoder(gp.shape_code, v.n_latent_points, gp.layout_width)
+            self.register_buffer("z_fixed", torch.zeros(v.global_dim))
         g = self.global_latent_dim
         self.global_prior = GlobalPrior(g, cfg.cond.cond_dim, cfg.global_prior)
         self.point_prior = PointPrior(3 + v.point_feat_dim, g, cfg.cond.cond_dim, cfg.point_prior)
@@ -56,13 +69,26 @@ class PointsModel(nn.Module):
 
     def global_latent(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The priors' global latent B×G (not normalized) of VAE latents z (B×D) and h (B×M×P)."""
+        if self.cfg.global_prior.shape_code:
+            return self.shape_code(h[..., :3])
         if not self.cfg.global_prior.extents:
             return z
         return torch.cat([z, latent_extents(h)], -1)
 
     def vae_z(self, g: torch.Tensor) -> torch.Tensor:
-        """The VAE's global latent B×D: the first D channels of the priors' global latent B×G."""
+        """The VAE's global latent B×D: the first D channels of the priors' global latent B×G
+        (with a shape code: the VAE's mean global latent, for every shape)."""
+        if self.cfg.global_prior.shape_code:
+            return self.z_fixed.expand(g.shape[0], -1)
         return g[..., :self.cfg.vae.global_dim]
+
+    def prior_layout(self, g_n: torch.Tensor) -> torch.Tensor | None:
+        """The layout B×M×3 that the point prior cross-attends to, for normalized global
+        latents ``g_n`` (B×G): the shape code's decoded layout, normalized like the latent xyz;
+        None without ``point_prior.layout_attention``."""
+        if not self.cfg.point_prior.layout_attention:
+            return None
+        return (self.layout(self.denorm_z(g_n)) - self.h_mean[:3]) / self.h_std[:3]
 
     # Normalization between VAE latents and prior space.
     def norm_z(self, z: torch.Tensor) -> torch.Tensor:

@@ -114,12 +114,13 @@ class LatentSampler:
         ec, eu = e.chunk(2)
         return eu + guidance * (ec - eu)
 
-    def _eps_points(self, h, t, z, cond, null, guidance):
+    def _eps_points(self, h, t, z, cond, null, guidance, layout=None):
         pp = self.model.point_prior
         tt = t.expand(h.shape[0]).to(self.device)
         if guidance == 1.0:
-            return pp(h, tt, z, cond)
-        e = pp(torch.cat([h, h]), torch.cat([tt, tt]), torch.cat([z, z]), torch.cat([cond, null]))
+            return pp(h, tt, z, cond, layout)
+        e = pp(torch.cat([h, h]), torch.cat([tt, tt]), torch.cat([z, z]), torch.cat([cond, null]),
+               None if layout is None else torch.cat([layout, layout]))
         ec, eu = e.chunk(2)
         return eu + guidance * (ec - eu)
 
@@ -192,13 +193,14 @@ class LatentSampler:
             if hooks.step:
                 hooks.step("global", k, total)
 
+        layout = m.prior_layout(z)
         sched = sample_scheduler(m.cfg.diffusion, sampler)
         ts = self._timesteps(sched, steps, strength if h_init is not None else noise_level)
         h = h_noise if h_noise is not None else torch.randn(b, M, P, device=dev, generator=generator)
         if h_init is not None and strength < 1.0:
             h = sched.add_noise(h_init, h, ts[:1].repeat(b))
         for i, t in enumerate(ts):
-            eps = _clip_eps(sched, h, self._eps_points(h, t, z, cond, null, guidance), t.expand(b))
+            eps = _clip_eps(sched, h, self._eps_points(h, t, z, cond, null, guidance, layout), t.expand(b))
             if hooks.preview and hooks.want_preview and i < len(ts) - 1 and hooks.want_preview(k + 1):
                 x0 = _x0(sched, h, eps, t.expand(b))
                 hooks.preview(self.decode(z, x0, hooks.preview_points, generator, clean=False), "points")
@@ -251,7 +253,8 @@ class LatentSampler:
 
         z_clean = z
         zT = invert(z, lambda x, t: self._eps_global(x, t, cond, null, 1.0))
-        hT = invert(h, lambda x, t: self._eps_points(x, t, z_clean, cond, null, 1.0))
+        layout = self.model.prior_layout(z_clean)
+        hT = invert(h, lambda x, t: self._eps_points(x, t, z_clean, cond, null, 1.0, layout))
         return zT, hT
 
 

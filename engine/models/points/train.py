@@ -8,6 +8,9 @@
    cosine learning-rate decay and an EMA of their weights. Every ``val_every_s`` the EMA
    priors sample the val split's categories and their 1-NNA-CD against val shapes is
    logged; the best such model is kept in ``<state>/best``.
+   With ``global_prior.shape_code`` the stage ``code`` runs first: the shape-code
+   autoencoder of the latent points' layout (``shape_code.py``) is trained on the same
+   cached latents, and its code becomes the priors' global latent.
 3. ``decoder`` (optional): the encoder frozen, the decoder alone fine-tuned on posterior
    samples with Chamfer plus an exact-matching EMD term. Chamfer lets decoded points
    bunch into streaks (every target point only needs *a* neighbour), which 1-NNA-EMD
@@ -71,6 +74,13 @@ class TrainConfig:
     # is zero-padded, so the new inputs start unused and the warm start computes what it did.
     prior_init: str = ""
     ema: float = 0.999
+    # code stage (``global_prior.shape_code`` > 0): the shape-code autoencoder of the latent
+    # points' layout, on the cached latents of the frozen VAE
+    code_iters: int = 4000
+    code_minutes: float = 1e9
+    code_batch: int = 64
+    code_lr: float = 1e-3
+    code_noise: float = 0.05          # std of the noise added to the code (range (-1, 1)) before decoding
     # decoder stage: encoder frozen, decoder fine-tuned with Chamfer + EMD
     decoder_iters: int = 0
     decoder_minutes: float = 1e9
@@ -212,14 +222,20 @@ class Trainer:
             self.model.save(self.out)
 
     def load_model_if_any(self, vae_only: bool = False) -> bool:
-        """Load the model folder's weights (only the VAE's with ``vae_only``, so the priors
-        may have another config than the one the VAE was trained with)."""
+        """Load the model folder's weights (only what the priors are trained on with
+        ``vae_only``: the VAE and the shape code if any, so the priors may have another config
+        than the one the VAE was trained with)."""
         path = self.out / "model.safetensors"
         if not path.is_file():
             return False
         state = load_file(str(path), device=self.device)
         if vae_only:
             self.model.vae.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("vae.")})
+            if self.cfg.global_prior.shape_code:
+                for name in ("shape_code", "layout"):
+                    part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+                    if part:
+                        getattr(self.model, name).load_state_dict(part)
         else:
             self.model.load_state_dict(state)
         return True
@@ -265,8 +281,7 @@ class Trainer:
         bar = tqdm(total=t.vae_iters, initial=step, desc="vae", disable=_rank() != 0, mininterval=10)
         while not _agree_to_stop(step >= t.vae_iters or (time.time() - t0) / 60 >= t.vae_minutes, self.device):
             lr = t.vae_lr * min(1.0, (step + 1) / t.lr_warmup) * _cosine_scale(step, t.vae_iters, t0, t.vae_minutes)
-            for gparam in opt.param_groups:
-                gparam["lr"] = lr
+            _set_lr(opt, lr)
             idx = self.rng.integers(0, len(self.train), t.vae_batch)
             x, _ = self.train.batch(idx, t.n_enc_points, self.rng)
             x = x.to(self.device)
@@ -277,10 +292,7 @@ class Trainer:
             kl_z = gaussian_kl(post["z_mu"], post["z_logvar"]).mean() / post["z_mu"][0].numel()
             kl_h = gaussian_kl(post["h_mu"], post["h_logvar"]).mean() / post["h_mu"][0].numel()
             loss = rec_loss + w * (t.kl_z * kl_z + t.kl_h * kl_h)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-            opt.step()
+            _optimizer_step(opt, loss, vae.parameters())
             step += 1
             bar.update(1)
             if step % 50 == 0:
@@ -318,16 +330,12 @@ class Trainer:
         bar = tqdm(total=t.decoder_iters, initial=step, desc="decoder", disable=_rank() != 0, mininterval=10)
         while not _agree_to_stop(step >= t.decoder_iters or (time.time() - t0) / 60 >= t.decoder_minutes, dev):
             lr = t.decoder_lr * min(1.0, (step + 1) / 50) * _cosine_scale(step, t.decoder_iters, t0, t.decoder_minutes)
-            for gparam in opt.param_groups:
-                gparam["lr"] = lr
+            _set_lr(opt, lr)
             idx = self.rng.integers(0, len(self.train), t.decoder_batch)
             x, _ = self.train.batch(idx, t.n_enc_points, self.rng)
             cd, emd = ddp(x.to(dev))
             loss = cd + t.decoder_emd_weight * emd
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.decoder.parameters(), 1.0)
-            opt.step()
+            _optimizer_step(opt, loss, vae.decoder.parameters())
             step += 1
             bar.update(1)
             if step % 25 == 0:
@@ -346,6 +354,68 @@ class Trainer:
         self.log(f"decoder step {step}: val reconstruction Chamfer {cd:.6f}, EMD {emd:.5f}")
         self._save_state("decoder", self.model.vae.decoder.state_dict(), opt, step,
                          {"val_chamfer": cd, "val_emd": emd, "done": done, "elapsed": time.time() - t0})
+        self.save_model()
+
+    # ---------------------------------------------------------------- shape code
+    def train_code(self, resume: bool = False) -> None:
+        """Train the shape-code autoencoder (``--stage code``) on the frozen VAE's latents:
+        the encoder sees posterior samples of the latent xyz, the decoder rebuilds their
+        posterior means from the code plus ``code_noise``; Chamfer in squared canonical units."""
+        t, m, dev = self.tcfg, self.model, self.device
+        if not self.cfg.global_prior.shape_code:
+            raise ValueError("the code stage needs a model config with global_prior.shape_code > 0")
+        lat = {k: v.to(dev) for k, v in self._latents().items() if k.startswith("h_")}
+        val = self.encode_dataset(self.val, 1)
+        self._val_layout = val["h_mu"][..., :3].to(dev)
+        nets = torch.nn.ModuleDict({"encoder": m.shape_code, "decoder": m.layout})
+        opt = torch.optim.AdamW(nets.parameters(), lr=t.code_lr, weight_decay=1e-4)
+        step, elapsed = 0, 0.0
+        if resume and self.has_state("code"):
+            step, elapsed = self._resume_module("code", opt, nets, "code stage")
+        ddp = _ddp_wrap(_CodeObjective(nets, t.code_noise))
+        nets.train()
+        n = lat["h_mu"].shape[0]
+        gen = torch.Generator(device=dev).manual_seed(t.seed + 29 + step + 1000003 * _rank())
+        t0, last_ckpt = time.time() - elapsed, time.time()
+        bar = tqdm(total=t.code_iters, initial=step, desc="code", disable=_rank() != 0, mininterval=10)
+        while not _agree_to_stop(step >= t.code_iters or (time.time() - t0) / 60 >= t.code_minutes, dev):
+            lr = t.code_lr * min(1.0, (step + 1) / 100) * _cosine_scale(step, t.code_iters, t0, t.code_minutes)
+            _set_lr(opt, lr)
+            idx = torch.randint(0, n, (t.code_batch,), device=dev, generator=gen)
+            h = m.vae.sample_posterior(lat["h_mu"][idx, :, :3], lat["h_logvar"][idx, :, :3])
+            loss = ddp(h, lat["h_mu"][idx, :, :3])
+            _optimizer_step(opt, loss, nets.parameters())
+            step += 1
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(rec=f"{loss.item():.5f}")
+                self._logline({"stage": "code", "step": step, "rec": loss.item(), "lr": lr, "t": time.time() - t0})
+            if time.time() - last_ckpt > t.ckpt_every_s:
+                self._code_checkpoint(nets, opt, step, t0)
+                last_ckpt = time.time()
+        bar.close()
+        self._code_checkpoint(nets, opt, step, t0, done=True)
+
+    @torch.no_grad()
+    def val_code(self, nets: torch.nn.ModuleDict) -> dict[str, float]:
+        """Layout Chamfer on val from the clean code, and from the code of another shape of the
+        same batch (what an uninformative code would give): the gap is what the code carries."""
+        was = nets.training
+        nets.eval()
+        x = self._val_layout
+        code = nets["encoder"](x)
+        own = chamfer(nets["decoder"](code), x).mean().item()
+        other = chamfer(nets["decoder"](code.roll(1, 0)), x).mean().item()
+        nets.train(was)
+        return {"val_layout_chamfer": own, "val_layout_chamfer_other_code": other}
+
+    def _code_checkpoint(self, nets, opt, step: int, t0: float, done: bool = False) -> None:
+        res = self.val_code(nets)
+        self._logline({"stage": "code", "step": step, **res, "t": time.time() - t0})
+        self.log(f"code step {step}: val layout Chamfer {res['val_layout_chamfer']:.6f} "
+                 f"(another shape's code: {res['val_layout_chamfer_other_code']:.6f})")
+        self._save_state("code", nets.state_dict(), opt, step,
+                         {**res, "done": done, "elapsed": time.time() - t0})
         self.save_model()
 
     # ---------------------------------------------------------------- priors
@@ -382,12 +452,18 @@ class Trainer:
             save_file(lat, str(path), metadata={"data": data})
         return lat
 
+    @torch.no_grad()
     def _set_stats(self, lat: dict[str, torch.Tensor]) -> None:
         g = torch.Generator().manual_seed(0)
         m = self.model
         z = m.vae.sample_posterior(lat["z_mu"], lat["z_logvar"], g)
         h = m.vae.sample_posterior(lat["h_mu"], lat["h_logvar"], g)
-        z = m.global_latent(z, h)
+        if self.cfg.global_prior.shape_code:
+            m.z_fixed.copy_(lat["z_mu"].mean(0).to(m.z_fixed))
+        dev = m.z_mean.device
+        # In chunks: a shape code's encoder would hold every shape's per-point features at once.
+        z = torch.cat([m.global_latent(z[s:s + 512].to(dev), h[s:s + 512].to(dev)).cpu()
+                       for s in range(0, len(z), 512)])
         m.z_mean.copy_(z.mean(0).to(m.z_mean))
         m.z_std.copy_(z.std(0).clamp(min=1e-3).to(m.z_std))
         hf = h.reshape(-1, h.shape[-1])
@@ -419,22 +495,19 @@ class Trainer:
         while not _agree_to_stop(step >= t.prior_iters or (time.time() - t0) / 60 >= t.prior_minutes, dev):
             lr_scale = _cosine_scale(step, t.prior_iters, t0, t.prior_minutes, t.prior_lr_final)
             lr = float(t.prior_lr * min(1.0, (step + 1) / 500) * lr_scale)
-            for gparam in opt.param_groups:
-                gparam["lr"] = lr
+            _set_lr(opt, lr)
             idx = torch.randint(0, n, (t.prior_batch,), device=dev, generator=gen)
-            z = m.vae.sample_posterior(lat["z_mu"][idx], lat["z_logvar"][idx])
-            h = m.vae.sample_posterior(lat["h_mu"][idx], lat["h_logvar"][idx])
-            z, h = m.norm_z(m.global_latent(z, h)), m.norm_h(h)
+            with torch.no_grad():
+                z = m.vae.sample_posterior(lat["z_mu"][idx], lat["z_logvar"][idx])
+                h = m.vae.sample_posterior(lat["h_mu"][idx], lat["h_logvar"][idx])
+                z, h = m.norm_z(m.global_latent(z, h)), m.norm_h(h)
             ids = net["cond"].drop(lat["labels"][idx], self.cfg.cond.p_uncond, gen)
             tz = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
             th = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
             # Through the DDP wrapper, so the gradients are averaged over ranks.
             loss_z, loss_h = ddp(z, h, ids, tz, th)
             loss = loss_z + loss_h
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            _optimizer_step(opt, loss, params)
             step += 1
             decay = min(t.ema, (1 + step) / (10 + step))
             with torch.no_grad():
@@ -459,17 +532,34 @@ class Trainer:
     def init_priors_from(self, folder: Path) -> None:
         """Copy the priors and condition embedding of the model folder ``folder`` into this model.
 
+        Between a folder with and one without a shape code (``global_prior.shape_code``) the
+        global latent means something else: the global prior keeps its fresh weights and the
+        point prior's input weights for the global latent start at zero. A layout
+        cross-attention the folder lacks keeps its fresh weights (its gates start at zero).
+
         Equal shapes are copied; a tensor that is larger here in some dimensions (and smaller in
         none) gets the old values in its leading block and zeros elsewhere. Anything else is an
         error: the two configs are not related by growth.
         """
         src = load_file(str(Path(folder) / "model.safetensors"), device=self.device)
         own = self.model.state_dict()
+        # A shape code gives the global latent another meaning: the global prior starts fresh
+        # and the point prior's input weights for the global latent start at zero.
+        src_code = PointsConfig.load(Path(folder) / "config.json").global_prior.shape_code
+        fresh = src_code != self.cfg.global_prior.shape_code
         new = {}
         for k, v in own.items():
             if k.split(".", 1)[0] not in PRIOR_MODULES:
                 continue
+            if fresh and k.startswith("global_prior."):
+                continue
+            if fresh and k == "point_prior.zemb.0.weight":
+                new[k] = torch.zeros_like(v)
+                continue
             if k not in src:
+                # The layout cross-attention is gated by zeros: from fresh weights it starts unused.
+                if k.startswith(("point_prior.cross.", "point_prior.layout_embed.")):
+                    continue
                 raise ValueError(f"prior_init {folder}: no tensor {k}")
             old = src[k]
             if old.shape == v.shape:
@@ -624,6 +714,19 @@ class Trainer:
         self.log(f"priors step {step}: checkpoint written")
 
 
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def _optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
+    """One step on ``loss``, gradients clipped to norm 1 over ``params``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
 def _scale_grad(x: torch.Tensor, w: float) -> torch.Tensor:
     """``x`` in the forward pass; its gradient multiplied by ``w`` in the backward pass."""
     return x * w + x.detach() * (1 - w)
@@ -639,6 +742,7 @@ class _PriorObjective(torch.nn.Module):
         # On the trainer's device: the timesteps that index it are drawn there.
         ac = train_scheduler(trainer.cfg.diffusion).alphas_cumprod.float().to(trainer.device)
         self.register_buffer("ac", ac, persistent=False)
+        self.layout = [trainer.model.prior_layout]      # list: the frozen model is not a submodule
 
     def forward(self, z: torch.Tensor, h: torch.Tensor, ids: torch.Tensor, tz: torch.Tensor,
                 th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -646,8 +750,24 @@ class _PriorObjective(torch.nn.Module):
         ez, eh = torch.randn_like(z), torch.randn_like(h)
         az, ah = self.ac[tz].unsqueeze(-1), self.ac[th].view(-1, 1, 1)
         loss_z = self.loss_fn(self.nets["global_prior"](az.sqrt() * z + (1 - az).sqrt() * ez, tz, cond), z, ez, az)
-        loss_h = self.loss_fn(self.nets["point_prior"](ah.sqrt() * h + (1 - ah).sqrt() * eh, th, z, cond), h, eh, ah)
+        with torch.no_grad():
+            layout = self.layout[0](z)
+        loss_h = self.loss_fn(self.nets["point_prior"](ah.sqrt() * h + (1 - ah).sqrt() * eh, th, z, cond, layout),
+                              h, eh, ah)
         return loss_z, loss_h
+
+
+class _CodeObjective(torch.nn.Module):
+    """Shape-code autoencoder loss as one module (for DDP): Chamfer between the layout decoded
+    from the noised code of ``h`` (B×M×3, posterior samples) and ``target`` (B×M×3)."""
+
+    def __init__(self, nets: torch.nn.ModuleDict, noise: float) -> None:
+        super().__init__()
+        self.nets, self.noise = nets, noise
+
+    def forward(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        code = self.nets["encoder"](h)
+        return chamfer(self.nets["decoder"](code + self.noise * torch.randn_like(code)), target).mean()
 
 
 class _DecoderObjective(torch.nn.Module):

@@ -21,16 +21,7 @@ import torch
 from torch import nn
 
 from .config import VAEConfig
-from .layers import AdaLNBlock, farthest_point_sample, gather_points, knn_indices
-
-
-def _mlp(*dims: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(dims) - 1):
-        layers.append(nn.Linear(dims[i], dims[i + 1]))
-        if i < len(dims) - 2:
-            layers.append(nn.GELU())
-    return nn.Sequential(*layers)
+from .layers import AdaLNBlock, farthest_point_sample, gather_points, knn_indices, mlp
 
 
 class PointEncoder(nn.Module):
@@ -40,10 +31,10 @@ class PointEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         w = cfg.width
-        self.local = _mlp(3, w // 2, w)
-        self.local2 = _mlp(2 * w, w, w)
-        self.global_head = _mlp(w, w, 2 * cfg.global_dim)
-        self.point_head = _mlp(2 * w, w, 2 * (3 + cfg.point_feat_dim))
+        self.local = mlp(3, w // 2, w)
+        self.local2 = mlp(2 * w, w, w)
+        self.global_head = mlp(w, w, 2 * cfg.global_dim)
+        self.point_head = mlp(2 * w, w, 2 * (3 + cfg.point_feat_dim))
         # Small initial posterior variance on xyz, so the decoder first learns geometry.
         with torch.no_grad():
             b = self.point_head[-1].bias
@@ -79,12 +70,12 @@ class PointDecoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         w = cfg.width
-        self.embed = _mlp(3 + cfg.point_feat_dim, w, w)
-        self.zproj = _mlp(cfg.global_dim, w, w)
+        self.embed = mlp(3 + cfg.point_feat_dim, w, w)
+        self.zproj = mlp(cfg.global_dim, w, w)
         self.blocks = nn.ModuleList([AdaLNBlock(w, cfg.dec_heads, w) for _ in range(cfg.dec_layers)])
         self.out_norm = nn.LayerNorm(w)
         self.fold_in = nn.Linear(cfg.patch_dim, w)
-        self.fold = _mlp(w, w, w // 2, 3)
+        self.fold = mlp(w, w, w // 2, 3)
 
     def token_features(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Context features B×M×W of each latent point."""
