@@ -72,35 +72,35 @@ def _run(args: argparse.Namespace) -> int:
     save_train_config(state / "train_config.json", tcfg)
 
     trainer = Trainer(cfg, tcfg, train, val, out, state, device)
+
+    def done(stage: str) -> bool:
+        return args.resume and trainer.stage_done(stage)
+
+    def load_vae() -> None:
+        # A stage run alone starts from the model folder's VAE; under `all` the vae stage
+        # has trained or loaded it already.
+        if not trainer.load_model_if_any(vae_only=True):
+            raise SystemExit(f"no trained VAE in {out}; run --stage vae first")
+
     if args.stage in ("vae", "all"):
-        done = False
-        if args.resume and trainer.has_state("vae"):
-            done = json.loads((state / "vae.json").read_text()).get("done", False)
-        if not done:
+        if not done("vae"):
             trainer.train_vae(resume=args.resume)
         elif not trainer.load_model_if_any(vae_only=True):
             raise SystemExit("VAE state says done but no model in --out")
     code = cfg.global_prior.shape_code > 0
     if args.stage == "code" or (args.stage == "all" and code):
-        if args.stage == "code" or (args.resume and trainer.has_state("vae")):
-            if not trainer.load_model_if_any(vae_only=True):
-                raise SystemExit(f"no trained VAE in {out}; run --stage vae first")
         if not code:
             raise SystemExit("--stage code needs a model config with global_prior.shape_code > 0")
-        done = args.resume and trainer.has_state("code") and \
-            json.loads((state / "code.json").read_text()).get("done", False)
-        if args.stage == "code" or not done:
+        if args.stage == "code":
+            load_vae()
+        if args.stage == "code" or not done("code"):
             trainer.train_code(resume=args.resume)
     if args.stage in ("prior", "all"):
-        if args.stage == "prior" or (args.resume and trainer.has_state("vae")):
-            if not trainer.load_model_if_any(vae_only=True):
-                raise SystemExit(f"no trained VAE in {out}; run --stage vae first")
+        if args.stage == "prior":
+            load_vae()
         if code and not trainer.has_state("code"):
             raise SystemExit(f"the shape code is not trained in {state}; run --stage code first")
-        prior_done = False
-        if args.resume and trainer.has_state("prior"):
-            prior_done = json.loads((state / "prior.json").read_text()).get("done", False)
-        if args.stage == "prior" or not prior_done:
+        if args.stage == "prior" or not done("prior"):
             trainer.train_prior(resume=args.resume)
     if args.stage == "decoder" or (args.stage == "all" and tcfg.decoder_iters > 0):
         if not trainer.load_model_if_any():

@@ -8,7 +8,7 @@ high noise levels, and because it is dense matmuls on CPU and GPU alike.
 With ``layout_attention`` the latent points also cross-attend, after every block, to a
 coarse layout of the shape (B×L×3 points, normalized like the latent xyz): the layout the
 shape code decodes to (``shape_code.py``). Through the adaptive LayerNorm alone the code
-went unused: 1100 steps of fine-tuning left the x0 error at every noise level where it was
+went unused: 1248 steps of fine-tuning left the x0 error at every noise level where it was
 (MODEL.md). Attention lets each noisy latent point look up the layout points near it. The
 cross-attention's output is gated by a zero-initialised, condition-driven scale (as
 adaLN-Zero), so priors trained without it start computing exactly what they did.

@@ -217,6 +217,10 @@ class Trainer:
     def has_state(self, name: str) -> bool:
         return (self.state / f"{name}.json").is_file()
 
+    def stage_done(self, name: str) -> bool:
+        """Whether the saved state of stage ``name`` says it ran to the end of its budget."""
+        return self.has_state(name) and bool(json.loads((self.state / f"{name}.json").read_text()).get("done"))
+
     def save_model(self) -> None:
         if _rank() == 0:
             self.model.save(self.out)
@@ -365,8 +369,7 @@ class Trainer:
         if not self.cfg.global_prior.shape_code:
             raise ValueError("the code stage needs a model config with global_prior.shape_code > 0")
         lat = {k: v.to(dev) for k, v in self._latents().items() if k.startswith("h_")}
-        val = self.encode_dataset(self.val, 1)
-        self._val_layout = val["h_mu"][..., :3].to(dev)
+        val_layout = self.encode_dataset(self.val, 1)["h_mu"][..., :3].to(dev)
         nets = torch.nn.ModuleDict({"encoder": m.shape_code, "decoder": m.layout})
         opt = torch.optim.AdamW(nets.parameters(), lr=t.code_lr, weight_decay=1e-4)
         step, elapsed = 0, 0.0
@@ -391,26 +394,26 @@ class Trainer:
                 bar.set_postfix(rec=f"{loss.item():.5f}")
                 self._logline({"stage": "code", "step": step, "rec": loss.item(), "lr": lr, "t": time.time() - t0})
             if time.time() - last_ckpt > t.ckpt_every_s:
-                self._code_checkpoint(nets, opt, step, t0)
+                self._code_checkpoint(nets, opt, step, t0, val_layout)
                 last_ckpt = time.time()
         bar.close()
-        self._code_checkpoint(nets, opt, step, t0, done=True)
+        self._code_checkpoint(nets, opt, step, t0, val_layout, done=True)
 
     @torch.no_grad()
-    def val_code(self, nets: torch.nn.ModuleDict) -> dict[str, float]:
-        """Layout Chamfer on val from the clean code, and from the code of another shape of the
-        same batch (what an uninformative code would give): the gap is what the code carries."""
+    def val_code(self, nets: torch.nn.ModuleDict, x: torch.Tensor) -> dict[str, float]:
+        """Layout Chamfer on val layouts ``x`` (B×M×3) from their clean codes, and from the code
+        of another shape (what an uninformative code would give): the gap is what the code carries."""
         was = nets.training
         nets.eval()
-        x = self._val_layout
         code = nets["encoder"](x)
         own = chamfer(nets["decoder"](code), x).mean().item()
         other = chamfer(nets["decoder"](code.roll(1, 0)), x).mean().item()
         nets.train(was)
         return {"val_layout_chamfer": own, "val_layout_chamfer_other_code": other}
 
-    def _code_checkpoint(self, nets, opt, step: int, t0: float, done: bool = False) -> None:
-        res = self.val_code(nets)
+    def _code_checkpoint(self, nets, opt, step: int, t0: float, val_layout: torch.Tensor,
+                         done: bool = False) -> None:
+        res = self.val_code(nets, val_layout)
         self._logline({"stage": "code", "step": step, **res, "t": time.time() - t0})
         self.log(f"code step {step}: val layout Chamfer {res['val_layout_chamfer']:.6f} "
                  f"(another shape's code: {res['val_layout_chamfer_other_code']:.6f})")
@@ -543,8 +546,6 @@ class Trainer:
         """
         src = load_file(str(Path(folder) / "model.safetensors"), device=self.device)
         own = self.model.state_dict()
-        # A shape code gives the global latent another meaning: the global prior starts fresh
-        # and the point prior's input weights for the global latent start at zero.
         src_code = PointsConfig.load(Path(folder) / "config.json").global_prior.shape_code
         fresh = src_code != self.cfg.global_prior.shape_code
         new = {}
