@@ -285,6 +285,29 @@ def test_decoder_stage_changes_only_the_decoder_and_resumes(tmp_path):
     assert '"stage": "decoder"' in log and "val_emd" in log
 
 
+def test_decoder_stage_with_sdedit_decodes_what_the_priors_make_of_the_latents(tmp_path, monkeypatch):
+    from engine.models.points import sampler as sampler_mod
+    tr = _trainer(tmp_path, vae_iters=5, prior_iters=5, decoder_iters=2, decoder_batch=4, decoder_emd_points=64,
+                  val_every_s=0, decoder_sdedit=0.3, decoder_sdedit_frac=0.5, decoder_sdedit_steps=3)
+    tr.train_vae()
+    tr.train_prior()
+    calls = []
+    real = sampler_mod.LatentSampler.denoise
+
+    def spy(self, cond, **kw):
+        calls.append((cond.shape[0], kw["strength"], kw["steps"]))
+        return real(self, cond, **kw)
+
+    monkeypatch.setattr(sampler_mod.LatentSampler, "denoise", spy)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    tr.train_decoder()
+    after = tr.model.state_dict()
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("vae.decoder.") for k in changed)
+    # Half of each batch of 4, at a strength in [0.02, 0.3], with the configured steps.
+    assert len(calls) == 2 and all(b == 2 and 0.02 <= st <= 0.3 and n == 3 for b, st, n in calls)
+
+
 def test_joint_stage_trains_everything_and_resumes(tmp_path):
     tr = _trainer(tmp_path, vae_iters=5, prior_iters=5, joint_iters=4, joint_batch=4, val_every_s=0)
     tr.train_vae()
@@ -335,20 +358,28 @@ def test_extents_global_latent_samples_and_conditions_the_point_prior(tmp_path):
     assert out.shape == (2, 64, 3) and torch.isfinite(out).all()
 
 
-def test_prior_init_from_a_smaller_config_zero_pads_and_keeps_the_function(tmp_path):
+def _warm_started(tmp_path, change) -> tuple[PointsModel, Trainer]:
+    """A tiny trained model (``ckpt``) and a trainer whose config is ``change``d and whose
+    priors start from it (``prior_init``, no steps yet; its folder is ``ckpt2``)."""
     tr = _trainer(tmp_path, vae_iters=3, prior_iters=3)
     tr.train_vae()
     tr.train_prior()
     old = PointsModel.load(tmp_path / "ckpt")
     sets = primitive_sets()
     cfg = tiny_config(sets.categories)
-    cfg.global_prior.extents = True
+    change(cfg)
     tcfg = TrainConfig(prior_batch=8, encode_repeats=1, val_shapes=4, ckpt_every_s=1e9, prior_iters=0,
                        prior_init=str(tmp_path / "ckpt"))
     tr2 = Trainer(cfg, tcfg, sets, sets, tmp_path / "ckpt2", tmp_path / "state2", log=lambda *_: None)
     tr2.model.vae.load_state_dict(old.vae.state_dict())
     (tmp_path / "state2" / "vae.json").write_text((tmp_path / "state" / "vae.json").read_text())
     tr2.train_prior()
+    return old, tr2
+
+
+def test_prior_init_from_a_smaller_config_zero_pads_and_keeps_the_function(tmp_path):
+    old, tr2 = _warm_started(tmp_path, lambda c: setattr(c.global_prior, "extents", True))
+    cfg, tcfg, sets = tr2.cfg, tr2.tcfg, tr2.train
     new = PointsModel.load(tmp_path / "ckpt2")
     D = cfg.vae.global_dim
     g = torch.Generator().manual_seed(0)
@@ -489,3 +520,40 @@ def test_shape_code_is_trained_carries_the_layout_and_becomes_the_global_latent(
     bad.point_prior.layout_attention = True
     with pytest.raises(ValueError, match="needs global_prior.shape_code"):
         PointsModel(bad)
+
+
+def test_local_geometry_sees_neighbour_offsets_and_warm_starts_unchanged(tmp_path):
+    from engine.models.points.point_prior import LocalGeometry
+    torch.manual_seed(0)
+    lg = LocalGeometry(k=4, hidden=16, width=8)
+    xyz = torch.randn(2, 40, 3)
+    assert torch.all(lg(xyz) == 0)                         # starts unused
+    torch.nn.init.normal_(lg.out.weight)
+    out = lg(xyz)
+    perm = torch.randperm(40)
+    assert torch.allclose(lg(xyz + torch.tensor([0.3, -1.0, 2.0])), out, atol=1e-5)   # translation-invariant
+    assert torch.allclose(lg(xyz[:, perm]), out[:, perm], atol=1e-5)                  # permutation-equivariant
+    spread = xyz.clone()
+    spread[:, 1:] *= 2.0                                   # same first point, other neighbours
+    assert not torch.allclose(lg(spread)[:, 0], out[:, 0], atol=1e-3)
+
+    # A prior without the branch starts one with it computing what it did; training moves it.
+    def local(c):
+        c.point_prior.local_knn, c.point_prior.local_width = 4, 16
+
+    old, tr2 = _warm_started(tmp_path, local)
+    cfg = tr2.cfg
+    new = PointsModel.load(tmp_path / "ckpt2")
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(2, cfg.vae.n_latent_points, 3 + cfg.vae.point_feat_dim, generator=g)
+    z = torch.randn(2, cfg.vae.global_dim, generator=g)
+    t, cond = torch.tensor([30, 900]), old.cond(torch.tensor([0, 1]))
+    with torch.no_grad():
+        assert torch.allclose(new.point_prior(h, t, z, cond), old.point_prior(h, t, z, cond), atol=1e-5)
+    tr2.tcfg.prior_iters = 4
+    tr2.train_prior(resume=True)
+    trained = PointsModel.load(tmp_path / "ckpt2")
+    assert trained.point_prior.local.out.weight.abs().sum() > 0
+    out = LatentSampler(trained).run(trained.cond(torch.tensor([0, 1])), n_points=128, steps=3, guidance=1.0,
+                                     generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 128, 3) and torch.isfinite(out).all()

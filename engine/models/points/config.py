@@ -57,6 +57,11 @@ class PointPriorConfig:
     heads: int = 4
     # Cross-attend to the layout the shape code decodes to (needs global_prior.shape_code).
     layout_attention: bool = False
+    # Each latent point also sees its k nearest neighbours' offsets (0: off). Attention over
+    # a smooth embedding of xyz cannot resolve the spacing of nearby points, so the
+    # low-noise steps left latent points bunched (MODEL.md, Training step 7).
+    local_knn: int = 0
+    local_width: int = 64
 
 
 @dataclass

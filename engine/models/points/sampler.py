@@ -169,14 +169,26 @@ class LatentSampler:
         ``clean`` overrides the checkpoint's stray-point removal (``decode``). ``noise_level``
         (0-1] is where ``z_noise``/``h_noise`` sit in the schedule (``ddim_invert``'s ``level``).
         """
+        z, h = self.denoise(cond, steps=steps, guidance=guidance, sampler=sampler, generator=generator,
+                            z_init=z_init, h_init=h_init, strength=strength, hooks=hooks, z_noise=z_noise,
+                            h_noise=h_noise, noise_level=noise_level)
+        out = self.decode(z, h, n_points, generator, clean)
+        return (out, z, h) if return_latents else out
+
+    @torch.no_grad()
+    def denoise(self, cond: torch.Tensor, *, steps: int = 25, guidance: float = 2.0, sampler: str = "dpmsolver++",
+                generator: torch.Generator | None = None, z_init: torch.Tensor | None = None,
+                h_init: torch.Tensor | None = None, strength: float = 1.0, hooks: Hooks | None = None,
+                z_noise: torch.Tensor | None = None, h_noise: torch.Tensor | None = None,
+                noise_level: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run`` without the decoding: the denoised normalized latents (B×D global, B×M×P points)."""
         m, hooks = self.model, hooks or Hooks()
         b, dev = cond.shape[0], self.device
         null = m.cond.null.expand_as(cond)
         D, M, P = m.global_latent_dim, m.cfg.vae.n_latent_points, 3 + m.cfg.vae.point_feat_dim
         strength = float(min(max(strength, 0.0), 1.0))
         if z_init is not None and strength == 0.0:
-            out = self.decode(z_init, h_init, n_points, generator, clean)
-            return (out, z_init, h_init) if return_latents else out
+            return z_init, h_init
         total = 2 * steps
         k = 0
 
@@ -208,8 +220,7 @@ class LatentSampler:
             k += 1
             if hooks.step:
                 hooks.step("points", k, total)
-        out = self.decode(z, h, n_points, generator, clean)
-        return (out, z, h) if return_latents else out
+        return z, h
 
     @torch.no_grad()
     def encode(self, points: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -88,6 +88,14 @@ class TrainConfig:
     decoder_lr: float = 1e-4
     decoder_emd_weight: float = 0.1     # EMD is in units, Chamfer in squared units: 0.1 balances their gradients
     decoder_emd_points: int = 512       # decoded/target points matched exactly per shape (O(N^3))
+    # With decoder_sdedit > 0, a share (decoder_sdedit_frac) of every decoder batch is decoded
+    # from what the trained priors make of the shapes' own latents: noised to a random SDEdit
+    # strength up to decoder_sdedit and denoised (decoder_sdedit_steps, guidance 1), against
+    # the shapes' points. The priors leave latent points bunched at low noise (MODEL.md,
+    # Training step 7); the decoder learns to draw an even surface from such latents.
+    decoder_sdedit: float = 0.0
+    decoder_sdedit_frac: float = 0.5
+    decoder_sdedit_steps: int = 8
     # joint stage (LSGM end to end): VAE and priors fine-tuned together
     joint_iters: int = 0
     joint_minutes: float = 1e9
@@ -323,11 +331,13 @@ class Trainer:
         """Fine-tune the decoder alone (``--stage decoder``), from a trained model folder."""
         t, vae, dev = self.tcfg, self.model.vae, self.device
         vae.encoder.requires_grad_(False)
+        for name in PRIOR_MODULES:                      # read (decoder_sdedit), never trained here
+            getattr(self.model, name).requires_grad_(False).eval()
         opt = torch.optim.AdamW(vae.decoder.parameters(), lr=t.decoder_lr, weight_decay=1e-4)
         step, elapsed = 0, 0.0
         if resume and self.has_state("decoder"):
             step, elapsed = self._resume_module("decoder", opt, vae.decoder, "decoder stage")
-        ddp = _ddp_wrap(_DecoderObjective(vae, t))
+        ddp = _ddp_wrap(_DecoderObjective(vae, t, self.model))
         vae.train()
         vae.encoder.eval()
         t0, last_ckpt = time.time() - elapsed, time.time()
@@ -336,8 +346,8 @@ class Trainer:
             lr = t.decoder_lr * min(1.0, (step + 1) / 50) * _cosine_scale(step, t.decoder_iters, t0, t.decoder_minutes)
             _set_lr(opt, lr)
             idx = self.rng.integers(0, len(self.train), t.decoder_batch)
-            x, _ = self.train.batch(idx, t.n_enc_points, self.rng)
-            cd, emd = ddp(x.to(dev))
+            x, ids = self.train.batch(idx, t.n_enc_points, self.rng)
+            cd, emd = ddp(x.to(dev), ids.to(dev))
             loss = cd + t.decoder_emd_weight * emd
             _optimizer_step(opt, loss, vae.decoder.parameters())
             step += 1
@@ -538,7 +548,8 @@ class Trainer:
         Between a folder with and one without a shape code (``global_prior.shape_code``) the
         global latent means something else: the global prior keeps its fresh weights and the
         point prior's input weights for the global latent start at zero. A layout
-        cross-attention the folder lacks keeps its fresh weights (its gates start at zero).
+        cross-attention or a local-geometry branch the folder lacks keeps its fresh weights
+        (both start at zero).
 
         Equal shapes are copied; a tensor that is larger here in some dimensions (and smaller in
         none) gets the old values in its leading block and zeros elsewhere. Anything else is an
@@ -558,8 +569,9 @@ class Trainer:
                 new[k] = torch.zeros_like(v)
                 continue
             if k not in src:
-                # The layout cross-attention is gated by zeros: from fresh weights it starts unused.
-                if k.startswith(("point_prior.cross.", "point_prior.layout_embed.")):
+                # The layout cross-attention and the local-geometry branch start at zero: from
+                # fresh weights they start unused.
+                if k.startswith(("point_prior.cross.", "point_prior.layout_embed.", "point_prior.local.")):
                     continue
                 raise ValueError(f"prior_init {folder}: no tensor {k}")
             old = src[k]
@@ -774,18 +786,38 @@ class _CodeObjective(torch.nn.Module):
 class _DecoderObjective(torch.nn.Module):
     """Decoder-stage losses as one module (DDP syncs the decoder's gradients): Chamfer on
     ``n_rec_points`` and exact-matching EMD on ``decoder_emd_points`` decoded points, both
-    against random subsets of the input, decoded from posterior samples of the frozen encoder."""
+    against random subsets of the input, decoded from posterior samples of the frozen encoder
+    (a share of them first noised and denoised by the frozen priors with ``decoder_sdedit``)."""
 
-    def __init__(self, vae: torch.nn.Module, tcfg: "TrainConfig") -> None:
+    def __init__(self, vae: torch.nn.Module, tcfg: "TrainConfig", model: PointsModel | None = None) -> None:
         super().__init__()
         self.vae, self.tcfg = vae, tcfg
+        # A plain attribute, not a submodule: DDP must see only the decoder's parameters.
+        self._sampler = None
+        if model is not None and tcfg.decoder_sdedit > 0:
+            from .sampler import LatentSampler
+            self._sampler = LatentSampler(model)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @torch.no_grad()
+    def _through_priors(self, z: torch.Tensor, h: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior samples z B×G, h B×M×P -> the priors' SDEdit of them, in the same units."""
+        t, s = self.tcfg, self._sampler
+        m = s.model
+        strength = 0.02 + (t.decoder_sdedit - 0.02) * float(torch.rand(()))
+        zn, hn = s.denoise(s.condition(ids), steps=t.decoder_sdedit_steps, guidance=1.0,
+                           z_init=m.norm_z(m.global_latent(z, h)), h_init=m.norm_h(h), strength=strength)
+        return m.vae_z(m.denorm_z(zn)), m.denorm_h(hn)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         t, vae = self.tcfg, self.vae
         with torch.no_grad():
             post = vae.encode(x)
             z = vae.sample_posterior(post["z_mu"], post["z_logvar"])
             h = vae.sample_posterior(post["h_mu"], post["h_logvar"])
+            k = int(round(t.decoder_sdedit_frac * x.shape[0])) if self._sampler is not None and ids is not None else 0
+            if k:
+                zk, hk = self._through_priors(z[:k], h[:k], ids[:k])
+                z, h = torch.cat([zk, z[k:]]), torch.cat([hk, h[k:]])
         perm = torch.randperm(x.shape[1], device=x.device)
         cd = chamfer(vae.decode(z, h, t.n_rec_points), x[:, perm[:t.n_rec_points]]).mean()
         emd = emd_matched(vae.decode(z, h, t.decoder_emd_points), x[:, perm[-t.decoder_emd_points:]]).mean()
