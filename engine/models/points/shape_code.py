@@ -2,17 +2,18 @@
 
 LION generates a global shape latent first and the point latents conditioned on it, so the
 point prior only has to place points for a shape that is already decided. Our VAE's global
-latent ``z`` collapsed (its posterior means spread by 0.02 against a posterior std of 0.94,
+latent ``z`` collapsed (its posterior means spread by 0.014 against a posterior std of 0.94,
 and decoding with the latents of other shapes' ``z`` changes nothing: MODEL.md), so the
 point prior was in effect conditioned on noise and had to invent the whole layout alone.
 
 The shape code replaces ``z`` as the priors' global latent. It is a small autoencoder of the
 *latent points' layout*: a PointNet over the M latent xyz (B×M×3, canonical frame) gives a
-code in (-1, 1)^C; a training-only MLP decodes the code, with Gaussian noise added, back to
-M points, scored by Chamfer against the clean layout. The noise keeps nearby codes decoding
-to nearby layouts, so the global prior's small errors stay small; the tanh keeps the code
-bounded without a KL weight to tune. The VAE and its latent space are unchanged: trained
-point priors stay valid and are fine-tuned to use the code.
+code in (-1, 1)^C; an MLP decodes the code, with Gaussian noise added in training, back to
+M points, scored by Chamfer against the clean layout. The noise keeps nearby codes
+decoding to nearby layouts, so the global prior's small errors stay small; the tanh keeps
+the code bounded without a KL weight to tune. With ``point_prior.layout_attention`` the
+point prior cross-attends to the decoded layout, in sampling too. The VAE and its latent
+space are unchanged: trained point priors stay valid and are fine-tuned to use the code.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class ShapeCodeEncoder(nn.Module):
 
 
 class LayoutDecoder(nn.Module):
-    """Shape code B×C -> B×M×3 latent point layout. Used in training only (not shipped)."""
+    """Shape code B×C -> B×M×3 latent point layout: trained in the code stage; with
+    ``layout_attention`` the point prior cross-attends to its output."""
 
     def __init__(self, code_dim: int, n_points: int, width: int = 512) -> None:
         super().__init__()
