@@ -557,3 +557,25 @@ def test_local_geometry_sees_neighbour_offsets_and_warm_starts_unchanged(tmp_pat
     out = LatentSampler(trained).run(trained.cond(torch.tensor([0, 1])), n_points=128, steps=3, guidance=1.0,
                                      generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 128, 3) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_prior_latent_noise_zero_trains_the_priors_on_posterior_means(tmp_path, monkeypatch, noise):
+    from engine.models.points import train as train_mod
+    seen = []
+    real = train_mod._PriorObjective.forward
+
+    def spy(self, z, h, *a):
+        seen.append(h.detach().clone())
+        return real(self, z, h, *a)
+
+    monkeypatch.setattr(train_mod._PriorObjective, "forward", spy)
+    tr = _trainer(tmp_path, vae_iters=3, prior_iters=2, prior_latent_noise=noise)
+    tr.train_vae()
+    tr.train_prior()
+    lat = tr._latents()
+    means = tr.model.norm_h(lat["h_mu"]).flatten(1)                   # shapes × (M·P)
+    for h in seen:
+        # every latent the priors saw is some shape's normalized posterior mean, or none is
+        gap = torch.cdist(h.flatten(1), means).min(1).values
+        assert bool((gap < 1e-4).all()) == (noise == 0.0), gap

@@ -69,6 +69,10 @@ class TrainConfig:
     prior_lr_final: float = 0.1       # cosine decay to this fraction of prior_lr over the budget
     min_snr_gamma: float = 0.0        # Min-SNR-gamma loss weighting (Hang et al. 2023); 0: plain MSE
     encode_repeats: int = 2           # random point subsets encoded per training shape
+    # Scale of the posterior noise on the latents the priors learn: 1 draws posterior samples
+    # (LSGM); 0 trains on the posterior means, which the decoder reconstructs as well (MODEL.md,
+    # Training step 7) and whose latent points lie evenly on the surface.
+    prior_latent_noise: float = 1.0
     # A model folder whose trained priors start this prior stage (when it is not resumed). A
     # tensor that grew in the new config (e.g. ``global_prior.extents`` adds global channels)
     # is zero-padded, so the new inputs start unused and the warm start computes what it did.
@@ -511,8 +515,8 @@ class Trainer:
             _set_lr(opt, lr)
             idx = torch.randint(0, n, (t.prior_batch,), device=dev, generator=gen)
             with torch.no_grad():
-                z = m.vae.sample_posterior(lat["z_mu"][idx], lat["z_logvar"][idx])
-                h = m.vae.sample_posterior(lat["h_mu"][idx], lat["h_logvar"][idx])
+                z = _posterior_draw(lat["z_mu"][idx], lat["z_logvar"][idx], t.prior_latent_noise)
+                h = _posterior_draw(lat["h_mu"][idx], lat["h_logvar"][idx], t.prior_latent_noise)
                 z, h = m.norm_z(m.global_latent(z, h)), m.norm_h(h)
             ids = net["cond"].drop(lat["labels"][idx], self.cfg.cond.p_uncond, gen)
             tz = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
@@ -725,6 +729,13 @@ class Trainer:
         self.save_model()
         net.load_state_dict(live)
         self.log(f"priors step {step}: checkpoint written")
+
+
+def _posterior_draw(mu: torch.Tensor, logvar: torch.Tensor, scale: float) -> torch.Tensor:
+    """A posterior draw with its noise scaled by ``scale`` (1: a sample, 0: the mean); any shape."""
+    if scale == 0.0:
+        return mu
+    return mu + scale * torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
