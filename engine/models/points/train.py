@@ -70,8 +70,9 @@ class TrainConfig:
     min_snr_gamma: float = 0.0        # Min-SNR-gamma loss weighting (Hang et al. 2023); 0: plain MSE
     encode_repeats: int = 2           # random point subsets encoded per training shape
     # Scale of the posterior noise on the latents the priors learn: 1 draws posterior samples
-    # (LSGM); 0 trains on the posterior means, which the decoder reconstructs as well (MODEL.md,
-    # Training step 7) and whose latent points lie evenly on the surface.
+    # (LSGM); 0 trains on the posterior means, which the decoder reconstructs as well and whose
+    # latent points lie evenly on the surface. A fine-tune on the means scored worse on val
+    # than the shipped priors (MODEL.md, Training step 8).
     prior_latent_noise: float = 1.0
     # A model folder whose trained priors start this prior stage (when it is not resumed). A
     # tensor that grew in the new config (e.g. ``global_prior.extents`` adds global channels)
