@@ -33,14 +33,8 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 DEV=${DEV:-cuda}
 OUT=${OUT:-out/device_check}
-RES=$(mktemp -d)
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-LOG="$OUT/log.txt"
-: > "$LOG"
-
 source scripts/device_steps.sh
-use_wheels .whl
+start_run .whl
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-/tmp/torch_extensions}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 if [ "$DEV" = cuda ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then

@@ -31,14 +31,9 @@ CKPT=${CKPT:-engine/checkpoints/points}
 OUT=${OUT:-out/device_points_eval}
 DEADLINE=${DEADLINE:-420}
 PHASES=${PHASES:-AB}
-RES=$(mktemp -d)
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-LOG="$OUT/log.txt"
-: > "$LOG"
-
+export OMP_NUM_THREADS=1
 source scripts/device_steps.sh
-use_wheels .whl_points
+start_run .whl_points
 
 if [ "${QUICK:-0}" = 1 ]; then
   N32=2; N64=3; QN=2; QSTEPS=2,5; QCATS=chair,mug; B64=4; B8=2; REP=1; W=1

@@ -31,14 +31,9 @@ DEADLINE=${DEADLINE:-540}
 MINUTES=${MINUTES:-4}
 N=${N:-64}
 GPU_TRAIN=${GPU_TRAIN:-'{"prior_batch": 512, "prior_lr": 0.001}'}
-RES=$(mktemp -d)
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-LOG="$OUT/log.txt"
-: > "$LOG"
-
+export OMP_NUM_THREADS=1
 source scripts/device_steps.sh
-use_wheels .whl_points
+start_run .whl_points
 
 SHAPES=400; CATS=
 if [ "${QUICK:-0}" = 1 ]; then SHAPES=8; CATS=chair,mug; N=3; fi

@@ -1,7 +1,17 @@
-# Sourced by the device scripts (device_check.sh, device_points_eval.sh): the wheels they carry,
-# steps under time limits (in sequence or in the background), and one results.json of all steps.
-# The caller sets PY, LOG (a log file), RES (a scratch folder) and DEADLINE (seconds from the
-# script's start after which no step starts).
+# Sourced by the device scripts (device_check.sh, device_points_eval.sh, device_prior_trial.sh):
+# the run's folders, the wheels they carry, steps under time limits (in sequence or in the
+# background), and one results.json of all steps. The caller sets PY, OUT (the results folder)
+# and DEADLINE (seconds from the script's start after which no step starts), then calls
+# start_run, which sets LOG (a log file) and RES (a scratch folder).
+
+start_run() {  # start_run WHEEL_DIR: results folder, empty log, scratch folder, then use_wheels
+  RES=$(mktemp -d)
+  mkdir -p "$OUT"
+  export PYTHONUNBUFFERED=1
+  LOG="$OUT/log.txt"
+  : > "$LOG"
+  use_wheels "$1"
+}
 
 use_wheels() {  # use_wheels DIR: install DIR/*.whl into /tmp/site (unless SKIP_INSTALL=1), set PYTHONPATH
   if [ -d "$1" ] && ls "$1"/*.whl > /dev/null 2>&1 && [ "${SKIP_INSTALL:-0}" != 1 ]; then
