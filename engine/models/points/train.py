@@ -516,8 +516,8 @@ class Trainer:
             _set_lr(opt, lr)
             idx = torch.randint(0, n, (t.prior_batch,), device=dev, generator=gen)
             with torch.no_grad():
-                z = _posterior_draw(lat["z_mu"][idx], lat["z_logvar"][idx], t.prior_latent_noise)
-                h = _posterior_draw(lat["h_mu"][idx], lat["h_logvar"][idx], t.prior_latent_noise)
+                z = m.vae.sample_posterior(lat["z_mu"][idx], lat["z_logvar"][idx], scale=t.prior_latent_noise)
+                h = m.vae.sample_posterior(lat["h_mu"][idx], lat["h_logvar"][idx], scale=t.prior_latent_noise)
                 z, h = m.norm_z(m.global_latent(z, h)), m.norm_h(h)
             ids = net["cond"].drop(lat["labels"][idx], self.cfg.cond.p_uncond, gen)
             tz = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
@@ -730,13 +730,6 @@ class Trainer:
         self.save_model()
         net.load_state_dict(live)
         self.log(f"priors step {step}: checkpoint written")
-
-
-def _posterior_draw(mu: torch.Tensor, logvar: torch.Tensor, scale: float) -> torch.Tensor:
-    """A posterior draw with its noise scaled by ``scale`` (1: a sample, 0: the mean); any shape."""
-    if scale == 0.0:
-        return mu
-    return mu + scale * torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -111,9 +111,13 @@ class PointsVAE(nn.Module):
         return 3 + self.cfg.point_feat_dim
 
     @staticmethod
-    def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                         scale: float = 1.0) -> torch.Tensor:
+        """A draw from N(mu, exp(logvar)) with its noise scaled by ``scale`` (0: the mean); any shape."""
+        if scale == 0.0:
+            return mu
         eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-        return mu + torch.exp(0.5 * logvar) * eps
+        return mu + scale * torch.exp(0.5 * logvar) * eps
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         return self.encoder(x, generator)
