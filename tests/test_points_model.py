@@ -579,3 +579,62 @@ def test_prior_latent_noise_zero_trains_the_priors_on_posterior_means(tmp_path, 
         # every latent the priors saw is some shape's normalized posterior mean, or none is
         gap = torch.cdist(h.flatten(1), means).min(1).values
         assert bool((gap < 1e-4).all()) == (noise == 0.0), gap
+
+
+def test_self_conditioning_warm_starts_unchanged_trains_and_feeds_the_last_estimate(tmp_path, monkeypatch):
+    # A prior without self-conditioning starts one with it computing what it did, whatever
+    # the previous estimate: the estimate's input weights start at zero.
+    old, tr2 = _warm_started(tmp_path, lambda c: setattr(c.point_prior, "self_condition", True))
+    cfg = tr2.cfg
+    new = PointsModel.load(tmp_path / "ckpt2")
+    assert new.point_prior.inp[0].in_features == 2 * (3 + cfg.vae.point_feat_dim)
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(2, cfg.vae.n_latent_points, 3 + cfg.vae.point_feat_dim, generator=g)
+    z = torch.randn(2, cfg.vae.global_dim, generator=g)
+    t, cond = torch.tensor([30, 900]), old.cond(torch.tensor([0, 1]))
+    with torch.no_grad():
+        ref = old.point_prior(h, t, z, cond)
+        assert torch.allclose(new.point_prior(h, t, z, cond), ref, atol=1e-5)
+        assert (new.point_prior(h, t, z, cond, x0_prev=torch.randn_like(h)) - ref).abs().max() < 1e-6
+
+    # Training sees estimates (non-zero gradient on their weights) and the estimate matters after.
+    tr2.tcfg.prior_iters = 4
+    tr2.train_prior(resume=True)
+    trained = PointsModel.load(tmp_path / "ckpt2")
+    sc_w = trained.point_prior.inp[0].weight[:, 3 + cfg.vae.point_feat_dim:]
+    assert sc_w.abs().sum() > 0
+    with torch.no_grad():
+        a = trained.point_prior(h, t, z, cond)
+        diff = (trained.point_prior(h, t, z, cond, x0_prev=torch.randn_like(h)) - a).abs().max()
+        assert diff > 1e-5          # it was < 1e-6 at the warm start (zero weights)
+
+    # The sampler feeds every step the x0 estimate of the step before (none on the first).
+    seen, outs = [], []
+    real = trained.point_prior.forward
+
+    def spy(hh, tt, zz, cc, layout=None, x0_prev=None):
+        seen.append(None if x0_prev is None else x0_prev.clone())
+        out = real(hh, tt, zz, cc, layout, x0_prev)
+        outs.append((hh.clone(), tt.clone(), out.clone()))
+        return out
+
+    monkeypatch.setattr(trained.point_prior, "forward", spy)
+    s = LatentSampler(trained)
+    pts = s.run(trained.cond(torch.tensor([0, 1])), n_points=64, steps=4, guidance=1.0,
+                generator=torch.Generator().manual_seed(0))
+    assert pts.shape == (2, 64, 3) and torch.isfinite(pts).all()
+    assert len(seen) == 4 and seen[0] is None and all(x is not None for x in seen[1:])
+    from engine.models.points.sampler import sample_scheduler, _x0
+    sched = sample_scheduler(trained.cfg.diffusion)
+    for k in range(1, 4):
+        hh, tt, out = outs[k - 1]
+        assert torch.allclose(seen[k], _x0(sched, hh, out, tt), atol=1e-5)
+    # Guided sampling and DDIM inversion run with it too.
+    seen.clear()
+    s.run(trained.cond(torch.tensor([0, 1])), n_points=64, steps=3, guidance=2.0,
+          generator=torch.Generator().manual_seed(0))
+    assert seen[0] is None and seen[1].shape[0] == 4          # both guidance branches, one estimate
+    assert torch.equal(seen[1][:2], seen[1][2:])
+    zT, hT = s.ddim_invert(*s.encode(torch.from_numpy(primitive_sets().points[:2, :256])),
+                           trained.cond(torch.tensor([0, 1])), steps=3)
+    assert torch.isfinite(hT).all() and seen[-1] is not None

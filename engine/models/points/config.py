@@ -62,6 +62,10 @@ class PointPriorConfig:
     # low-noise steps left latent points bunched (MODEL.md, Training step 7).
     local_knn: int = 0
     local_width: int = 64
+    # Self-conditioning (Chen et al. 2023, "Analog Bits"): the prior also sees its own previous
+    # x0 estimate (zeros on the first step and for half the training batch), so each sampler
+    # step refines the last estimate instead of re-deriving it from the noisy latents alone.
+    self_condition: bool = False
 
 
 @dataclass

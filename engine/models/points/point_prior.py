@@ -21,6 +21,15 @@ neighbours together and left the decoded surface in clumps and holes. At high no
 neighbourhoods are noise, and the network learns to ignore them there (the timestep
 reaches every block through the adaptive LayerNorm). The branch's output layer starts at
 zero, so a prior trained without it starts computing exactly what it did.
+
+With ``self_condition`` the input token of every latent point is computed from its noisy
+value and the previous x0 estimate of it, concatenated (zeros when there is none): the
+self-conditioning of Chen et al. (2023). The sampler feeds each step the estimate of the step
+before; training feeds it for half of each batch, estimated by the same network without
+gradient. The prior's error is in where exactly the latent points sit (MODEL.md), and an
+estimate to refine lets a step correct that error rather than re-derive the points from
+noise. The extra input weights of a prior warm-started from one without it start at zero
+(``Trainer.init_priors_from``), so it starts computing exactly what it did.
 """
 
 from __future__ import annotations
@@ -69,7 +78,7 @@ class LocalGeometry(nn.Module):
 
 
 class PointPrior(nn.Module):
-    """eps(h_t B×M×P, t B, z B×D, cond B×C[, layout B×L×3]) -> B×M×P."""
+    """eps(h_t B×M×P, t B, z B×D, cond B×C[, layout B×L×3][, x0_prev B×M×P]) -> B×M×P."""
 
     def __init__(self, point_dim: int, global_dim: int, cond_dim: int, cfg: PointPriorConfig) -> None:
         super().__init__()
@@ -77,7 +86,9 @@ class PointPrior(nn.Module):
         if cfg.layout_attention:
             self.layout_embed = mlp(3, w, w)
             self.cross = nn.ModuleList([LayoutCrossAttention(w, cfg.heads) for _ in range(cfg.layers)])
-        self.inp = nn.Sequential(nn.Linear(point_dim, w), nn.GELU(), nn.Linear(w, w))
+        self.self_condition = cfg.self_condition
+        in_dim = 2 * point_dim if cfg.self_condition else point_dim
+        self.inp = nn.Sequential(nn.Linear(in_dim, w), nn.GELU(), nn.Linear(w, w))
         if cfg.local_knn:
             self.local = LocalGeometry(cfg.local_knn, cfg.local_width, w)
         self.temb = nn.Sequential(nn.Linear(128, w), nn.SiLU(), nn.Linear(w, w))
@@ -91,9 +102,15 @@ class PointPrior(nn.Module):
         nn.init.zeros_(self.out_mod.bias)
 
     def forward(self, h: torch.Tensor, t: torch.Tensor, z: torch.Tensor, cond: torch.Tensor,
-                layout: torch.Tensor | None = None) -> torch.Tensor:
+                layout: torch.Tensor | None = None, x0_prev: torch.Tensor | None = None) -> torch.Tensor:
+        """``x0_prev``: the previous x0 estimate of ``h`` (normalized, B×M×P) for a
+        self-conditioned prior; None means none (zeros). Ignored without ``self_condition``."""
         c = nn.functional.silu(self.temb(timestep_embedding(t, 128)) + self.zemb(z) + self.cemb(cond))
-        x = self.inp(h)
+        if self.self_condition:
+            h_in = torch.cat([h, torch.zeros_like(h) if x0_prev is None else x0_prev], -1)
+        else:
+            h_in = h
+        x = self.inp(h_in)
         local = getattr(self, "local", None)
         if local is not None:
             x = x + local(h[..., :3])

@@ -71,12 +71,18 @@ def eps_and_x0(scheduler, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor)
     clipping x0 and re-deriving epsilon keeps every scheduler (DPM-Solver++, DDIM) stable.
     """
     a = _alpha_bar(scheduler, x_t, t)
-    if scheduler.config.prediction_type == "v_prediction":
+    x0 = x0_from_output(x_t, out, a, scheduler.config.prediction_type)
+    return (x_t - a.sqrt() * x0) / (1 - a).sqrt(), x0
+
+
+def x0_from_output(x_t: torch.Tensor, out: torch.Tensor, a: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The clipped x0 estimate of a prior's output ``out`` (epsilon or v) at ``x_t``, any shape;
+    ``a`` is alpha_bar at the timestep, broadcastable to ``x_t``."""
+    if prediction_type == "v_prediction":
         x0 = a.sqrt() * x_t - (1 - a).sqrt() * out
     else:
         x0 = (x_t - (1 - a).sqrt() * out) / a.sqrt()
-    x0 = x0.clamp(-X0_CLIP, X0_CLIP)
-    return (x_t - a.sqrt() * x0) / (1 - a).sqrt(), x0
+    return x0.clamp(-X0_CLIP, X0_CLIP)
 
 
 def _x0(scheduler, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -114,13 +120,15 @@ class LatentSampler:
         ec, eu = e.chunk(2)
         return eu + guidance * (ec - eu)
 
-    def _eps_points(self, h, t, z, cond, null, guidance, layout=None):
+    def _eps_points(self, h, t, z, cond, null, guidance, layout=None, x0_prev=None):
         pp = self.model.point_prior
         tt = t.expand(h.shape[0]).to(self.device)
         if guidance == 1.0:
-            return pp(h, tt, z, cond, layout)
+            return pp(h, tt, z, cond, layout, x0_prev)
+        # Both branches see the same (guided) previous estimate.
         e = pp(torch.cat([h, h]), torch.cat([tt, tt]), torch.cat([z, z]), torch.cat([cond, null]),
-               None if layout is None else torch.cat([layout, layout]))
+               None if layout is None else torch.cat([layout, layout]),
+               None if x0_prev is None else torch.cat([x0_prev, x0_prev]))
         ec, eu = e.chunk(2)
         return eu + guidance * (ec - eu)
 
@@ -211,10 +219,15 @@ class LatentSampler:
         h = h_noise if h_noise is not None else torch.randn(b, M, P, device=dev, generator=generator)
         if h_init is not None and strength < 1.0:
             h = sched.add_noise(h_init, h, ts[:1].repeat(b))
+        self_cond = m.cfg.point_prior.self_condition
+        x0 = None     # the previous step's estimate, for a self-conditioned prior
         for i, t in enumerate(ts):
-            eps = _clip_eps(sched, h, self._eps_points(h, t, z, cond, null, guidance, layout), t.expand(b))
-            if hooks.preview and hooks.want_preview and i < len(ts) - 1 and hooks.want_preview(k + 1):
+            eps = _clip_eps(sched, h, self._eps_points(h, t, z, cond, null, guidance, layout,
+                                                       x0 if self_cond else None), t.expand(b))
+            want = hooks.preview and hooks.want_preview and i < len(ts) - 1 and hooks.want_preview(k + 1)
+            if self_cond or want:
                 x0 = _x0(sched, h, eps, t.expand(b))
+            if want:
                 hooks.preview(self.decode(z, x0, hooks.preview_points, generator, clean=False), "points")
             h = sched.step(eps, t, h).prev_sample
             k += 1
@@ -252,8 +265,9 @@ class LatentSampler:
             # its output is read at the level x sits at (clean at first), and x0 + epsilon are
             # carried to the next level. (At the clean level itself epsilon is unidentifiable.)
             t_prev = torch.zeros((), dtype=torch.long, device=self.device)
+            x0 = None
             for t in ts:
-                eps, x0 = eps_and_x0(sched, x, out_fn(x, t), t_prev.expand(x.shape[0]))
+                eps, x0 = eps_and_x0(sched, x, out_fn(x, t, x0), t_prev.expand(x.shape[0]))
                 a = ac[t]
                 x = a.sqrt() * x0 + (1 - a).sqrt() * eps
                 t_prev = t.long()
@@ -263,9 +277,11 @@ class LatentSampler:
             return x
 
         z_clean = z
-        zT = invert(z, lambda x, t: self._eps_global(x, t, cond, null, 1.0))
+        zT = invert(z, lambda x, t, x0: self._eps_global(x, t, cond, null, 1.0))
         layout = self.model.prior_layout(z_clean)
-        hT = invert(h, lambda x, t: self._eps_points(x, t, z_clean, cond, null, 1.0, layout))
+        sc = self.model.cfg.point_prior.self_condition
+        hT = invert(h, lambda x, t, x0: self._eps_points(x, t, z_clean, cond, null, 1.0, layout,
+                                                         x0 if sc else None))
         return zT, hT
 
 

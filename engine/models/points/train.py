@@ -44,7 +44,7 @@ from .config import PointsConfig
 from .data import PointSets
 from .losses import chamfer, emd_matched, gaussian_kl
 from .model import PointsModel
-from .sampler import train_scheduler
+from .sampler import train_scheduler, x0_from_output
 
 
 @dataclass
@@ -761,6 +761,7 @@ class _PriorObjective(torch.nn.Module):
         ac = train_scheduler(trainer.cfg.diffusion).alphas_cumprod.float().to(trainer.device)
         self.register_buffer("ac", ac, persistent=False)
         self.layout = [trainer.model.prior_layout]      # list: the frozen model is not a submodule
+        self.prediction_type = trainer.cfg.diffusion.prediction_type
 
     def forward(self, z: torch.Tensor, h: torch.Tensor, ids: torch.Tensor, tz: torch.Tensor,
                 th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -770,8 +771,15 @@ class _PriorObjective(torch.nn.Module):
         loss_z = self.loss_fn(self.nets["global_prior"](az.sqrt() * z + (1 - az).sqrt() * ez, tz, cond), z, ez, az)
         with torch.no_grad():
             layout = self.layout[0](z)
-        loss_h = self.loss_fn(self.nets["point_prior"](ah.sqrt() * h + (1 - ah).sqrt() * eh, th, z, cond, layout),
-                              h, eh, ah)
+        pp, ht = self.nets["point_prior"], ah.sqrt() * h + (1 - ah).sqrt() * eh
+        x0_prev = None
+        if pp.self_condition:
+            # Self-conditioning: half the batch sees the network's own estimate (no gradient
+            # through it), the other half zeros, as on a sampler's first step.
+            with torch.no_grad():
+                x0_prev = x0_from_output(ht, pp(ht, th, z, cond, layout), ah, self.prediction_type)
+                x0_prev = x0_prev * (torch.rand(h.shape[0], 1, 1, device=h.device) < 0.5)
+        loss_h = self.loss_fn(pp(ht, th, z, cond, layout, x0_prev), h, eh, ah)
         return loss_z, loss_h
 
 
