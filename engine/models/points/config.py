@@ -66,6 +66,10 @@ class PointPriorConfig:
     # x0 estimate (zeros on the first step and for half the training batch), so each sampler
     # step refines the last estimate instead of re-deriving it from the noisy latents alone.
     self_condition: bool = False
+    # Latent points in a canonical order (``latent_order.py``: optimal assignment to one
+    # template) and a learned embedding per slot, so that the prior's tokens are not
+    # exchangeable: two nearby noisy points know which of them goes where (MODEL.md step 12).
+    slot_order: bool = False
 
 
 @dataclass

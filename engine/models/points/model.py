@@ -15,6 +15,7 @@ from torch import nn
 from .condition import CategoryCondition
 from .config import PointsConfig
 from .global_prior import GlobalPrior
+from .latent_order import apply_permutation, slot_permutation
 from .point_prior import PointPrior
 from .shape_code import LayoutDecoder, ShapeCodeEncoder
 from .vae import PointsVAE
@@ -41,6 +42,9 @@ class PointsModel(nn.Module):
     With ``global_prior.shape_code`` C > 0 the priors' global latent is instead a learned code
     (B×C) of the point latents' layout (``shape_code.py``), and the decoder gets the VAE's mean
     global latent ``z_fixed``: that latent collapsed, the decoder ignores it.
+    With ``point_prior.slot_order`` the priors see the point latents in the order of their
+    assignment to ``slot_template`` (M×3, raw latent units, fitted by the trainer;
+    ``latent_order.py``): every encoding goes through ``to_slot_order`` before a prior sees it.
     """
 
     def __init__(self, cfg: PointsConfig) -> None:
@@ -61,7 +65,10 @@ class PointsModel(nn.Module):
             self.register_buffer("z_fixed", torch.zeros(v.global_dim))
         g = self.global_latent_dim
         self.global_prior = GlobalPrior(g, cfg.cond.cond_dim, cfg.global_prior)
-        self.point_prior = PointPrior(3 + v.point_feat_dim, g, cfg.cond.cond_dim, cfg.point_prior)
+        self.point_prior = PointPrior(3 + v.point_feat_dim, g, cfg.cond.cond_dim, cfg.point_prior,
+                                      n_slots=v.n_latent_points)
+        if cfg.point_prior.slot_order:
+            self.register_buffer("slot_template", torch.zeros(v.n_latent_points, 3))
         self.register_buffer("z_mean", torch.zeros(g))
         self.register_buffer("z_std", torch.ones(g))
         self.register_buffer("h_mean", torch.zeros(3 + v.point_feat_dim))
@@ -89,6 +96,18 @@ class PointsModel(nn.Module):
         if not self.cfg.point_prior.layout_attention:
             return None
         return (self.layout(self.denorm_z(g_n)) - self.h_mean[:3]) / self.h_std[:3]
+
+    def to_slot_order(self, h: torch.Tensor, *more: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Point latents ``h`` (B×M×P, raw units), and any ``more`` tensors B×M×· that go with
+        them (e.g. their log-variances), put in slot order (``point_prior.slot_order``; the
+        permutation is found from ``h``'s xyz). Unchanged without slot order."""
+        if not self.cfg.point_prior.slot_order:
+            return (h, *more)
+        if not bool(self.slot_template.abs().sum() > 0):
+            raise ValueError("point_prior.slot_order: this model's slot template was never fitted "
+                             "(train the priors with the trainer, which fits it)")
+        perm = slot_permutation(h[..., :3], self.slot_template)
+        return tuple(apply_permutation(t, perm) for t in (h, *more))
 
     # Normalization between VAE latents and prior space.
     def norm_z(self, z: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,12 @@ gradient. The prior's error is in where exactly the latent points sit (MODEL.md)
 estimate to refine lets a step correct that error rather than re-derive the points from
 noise. The extra input weights of a prior warm-started from one without it start at zero
 (``Trainer.init_priors_from``), so it starts computing exactly what it did.
+
+With ``slot_order`` the latent points come in a canonical order (``latent_order.py``) and
+every slot i adds its own learned embedding to its input token. Without it the tokens are
+exchangeable, and attention alone did not learn which of two nearby noisy points goes where.
+The embeddings start at zero, so a prior warm-started from one without them starts computing
+exactly what it did.
 """
 
 from __future__ import annotations
@@ -80,9 +86,15 @@ class LocalGeometry(nn.Module):
 class PointPrior(nn.Module):
     """eps(h_t B×M×P, t B, z B×D, cond B×C[, layout B×L×3][, x0_prev B×M×P]) -> B×M×P."""
 
-    def __init__(self, point_dim: int, global_dim: int, cond_dim: int, cfg: PointPriorConfig) -> None:
+    def __init__(self, point_dim: int, global_dim: int, cond_dim: int, cfg: PointPriorConfig,
+                 n_slots: int = 0) -> None:
+        """``n_slots``: the number M of latent points, needed with ``cfg.slot_order``."""
         super().__init__()
         w = cfg.width
+        if cfg.slot_order:
+            if n_slots <= 0:
+                raise ValueError("point_prior.slot_order needs the number of latent points (n_slots)")
+            self.slot_embed = nn.Parameter(torch.zeros(n_slots, w))
         if cfg.layout_attention:
             self.layout_embed = mlp(3, w, w)
             self.cross = nn.ModuleList([LayoutCrossAttention(w, cfg.heads) for _ in range(cfg.layers)])
@@ -111,6 +123,11 @@ class PointPrior(nn.Module):
         else:
             h_in = h
         x = self.inp(h_in)
+        slot = getattr(self, "slot_embed", None)
+        if slot is not None:
+            if h.shape[1] != slot.shape[0]:
+                raise ValueError(f"a slot-ordered prior takes {slot.shape[0]} latent points, got {h.shape[1]}")
+            x = x + slot
         local = getattr(self, "local", None)
         if local is not None:
             x = x + local(h[..., :3])

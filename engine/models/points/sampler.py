@@ -240,7 +240,8 @@ class LatentSampler:
         """Points B×N×3 (canonical frame) -> normalized posterior means (global B×G, h B×M×P)."""
         m = self.model
         post = m.vae.encode(points.to(self.device), generator)
-        return m.norm_z(m.global_latent(post["z_mu"], post["h_mu"])), m.norm_h(post["h_mu"])
+        h, = m.to_slot_order(post["h_mu"])
+        return m.norm_z(m.global_latent(post["z_mu"], h)), m.norm_h(h)
 
     @torch.no_grad()
     def ddim_invert(self, z: torch.Tensor, h: torch.Tensor, cond: torch.Tensor, steps: int = 25,

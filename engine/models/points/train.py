@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from .config import PointsConfig
 from .data import PointSets
+from .latent_order import apply_permutation, fit_template, slot_permutation
 from .losses import chamfer, emd_matched, gaussian_kl
 from .model import PointsModel
 from .sampler import train_scheduler, x0_from_output
@@ -471,6 +472,21 @@ class Trainer:
         return lat
 
     @torch.no_grad()
+    def _in_slot_order(self, lat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """With ``point_prior.slot_order``: fit the model's slot template to the posterior means
+        (the same latents give the same template, so a resumed run gets it back) and put every
+        encoding's latent points in its order. Unchanged otherwise."""
+        m = self.model
+        if not self.cfg.point_prior.slot_order:
+            return lat
+        xyz = lat["h_mu"][..., :3].numpy()
+        self.log(f"slot order: fitting a template of {xyz.shape[1]} points to {len(xyz)} encodings")
+        m.slot_template.copy_(torch.from_numpy(fit_template(xyz)).to(m.slot_template))
+        perm = slot_permutation(lat["h_mu"][..., :3], m.slot_template.cpu())
+        return {**lat, "h_mu": apply_permutation(lat["h_mu"], perm),
+                "h_logvar": apply_permutation(lat["h_logvar"], perm)}
+
+    @torch.no_grad()
     def _set_stats(self, lat: dict[str, torch.Tensor]) -> None:
         g = torch.Generator().manual_seed(0)
         m = self.model
@@ -490,7 +506,7 @@ class Trainer:
 
     def train_prior(self, resume: bool = False) -> None:
         t, m, dev = self.tcfg, self.model, self.device
-        lat = self._latents()
+        lat = self._in_slot_order(self._latents())
         self._set_stats(lat)
         lat = {k: v.to(dev) for k, v in lat.items()}
         params = list(m.global_prior.parameters()) + list(m.point_prior.parameters()) + list(m.cond.parameters())
@@ -576,7 +592,8 @@ class Trainer:
             if k not in src:
                 # The layout cross-attention and the local-geometry branch start at zero: from
                 # fresh weights they start unused.
-                if k.startswith(("point_prior.cross.", "point_prior.layout_embed.", "point_prior.local.")):
+                if k.startswith(("point_prior.cross.", "point_prior.layout_embed.", "point_prior.local.",
+                                 "point_prior.slot_embed")):
                     continue
                 raise ValueError(f"prior_init {folder}: no tensor {k}")
             old = src[k]
@@ -817,6 +834,7 @@ class _DecoderObjective(torch.nn.Module):
         t, s = self.tcfg, self._sampler
         m = s.model
         strength = 0.02 + (t.decoder_sdedit - 0.02) * float(torch.rand(()))
+        h, = m.to_slot_order(h)
         zn, hn = s.denoise(s.condition(ids), steps=t.decoder_sdedit_steps, guidance=1.0,
                            z_init=m.norm_z(m.global_latent(z, h)), h_init=m.norm_h(h), strength=strength)
         return m.vae_z(m.denorm_z(zn)), m.denorm_h(hn)
@@ -857,6 +875,9 @@ class _JointObjective(torch.nn.Module):
         z = vae.sample_posterior(post["z_mu"], post["z_logvar"])
         h = vae.sample_posterior(post["h_mu"], post["h_logvar"])
         rec = vae.decode(z, h, t.n_rec_points)
+        # The decoder takes a set; the priors take the slot order (a permutation, so the
+        # encoder's gradient passes through it unchanged).
+        h, = m.to_slot_order(h)
         target = x[:, torch.randperm(x.shape[1], device=x.device)[:t.n_rec_points]]
         rec_loss = chamfer(rec, target).mean()
         w = t.joint_prior_weight
