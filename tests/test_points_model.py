@@ -701,3 +701,42 @@ def test_slot_order_warm_starts_unchanged_trains_on_ordered_latents_and_encodes_
     fresh = PointsModel(cfg)
     with pytest.raises(ValueError, match="slot template was never fitted"):
         LatentSampler(fresh).encode(x)
+
+
+def test_slot_order_reaches_the_decoder_sdedit_and_joint_stages(tmp_path, monkeypatch):
+    from engine.models.points import sampler as sampler_mod
+    from engine.models.points import train as train_mod
+    from engine.models.points.latent_order import slot_permutation
+    sets = primitive_sets()
+    cfg = tiny_config(sets.categories)
+    cfg.point_prior.slot_order = True
+    tcfg = TrainConfig(vae_batch=4, n_enc_points=256, n_rec_points=256, prior_batch=8, encode_repeats=1,
+                       val_shapes=4, ckpt_every_s=1e9, vae_iters=3, prior_iters=2, decoder_iters=1, decoder_batch=4,
+                       decoder_emd_points=64, val_every_s=0, decoder_sdedit=0.3, decoder_sdedit_frac=0.5,
+                       decoder_sdedit_steps=2, joint_iters=1, joint_batch=4)
+    tr = Trainer(cfg, tcfg, sets, sets, tmp_path / "ckpt", tmp_path / "state", log=lambda *_: None)
+    tr.train_vae()
+    tr.train_prior()
+    m, seen = tr.model, []
+    identity = torch.arange(cfg.vae.n_latent_points)
+
+    def in_order(h_n):
+        return torch.equal(slot_permutation(m.denorm_h(h_n)[..., :3], m.slot_template), identity.expand(len(h_n), -1))
+
+    real_denoise = sampler_mod.LatentSampler.denoise
+
+    def spy_denoise(self, cond, **kw):
+        seen.append(("decoder", in_order(kw["h_init"])))
+        return real_denoise(self, cond, **kw)
+
+    real_prior = train_mod._PriorObjective.forward
+
+    def spy_prior(self, z, h, *a):
+        seen.append(("joint", in_order(h.detach())))
+        return real_prior(self, z, h, *a)
+
+    monkeypatch.setattr(sampler_mod.LatentSampler, "denoise", spy_denoise)
+    monkeypatch.setattr(train_mod._PriorObjective, "forward", spy_prior)
+    tr.train_decoder()
+    tr.train_joint()
+    assert [s for s, _ in seen] == ["decoder", "joint"] and all(ok for _, ok in seen), seen

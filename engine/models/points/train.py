@@ -590,8 +590,8 @@ class Trainer:
                 new[k] = torch.zeros_like(v)
                 continue
             if k not in src:
-                # The layout cross-attention and the local-geometry branch start at zero: from
-                # fresh weights they start unused.
+                # The layout cross-attention, the local-geometry branch and the slot embeddings
+                # start at zero: from fresh weights they start unused.
                 if k.startswith(("point_prior.cross.", "point_prior.layout_embed.", "point_prior.local.",
                                  "point_prior.slot_embed")):
                     continue
