@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from .config import PointsConfig
 from .data import PointSets
-from .latent_order import apply_permutation, fit_template, slot_permutation
+from .latent_order import fit_template
 from .losses import chamfer, emd_matched, gaussian_kl
 from .model import PointsModel
 from .sampler import train_scheduler, x0_from_output
@@ -482,9 +482,8 @@ class Trainer:
         xyz = lat["h_mu"][..., :3].numpy()
         self.log(f"slot order: fitting a template of {xyz.shape[1]} points to {len(xyz)} encodings")
         m.slot_template.copy_(torch.from_numpy(fit_template(xyz)).to(m.slot_template))
-        perm = slot_permutation(lat["h_mu"][..., :3], m.slot_template.cpu())
-        return {**lat, "h_mu": apply_permutation(lat["h_mu"], perm),
-                "h_logvar": apply_permutation(lat["h_logvar"], perm)}
+        h_mu, h_logvar = m.to_slot_order(lat["h_mu"], lat["h_logvar"])
+        return {**lat, "h_mu": h_mu, "h_logvar": h_logvar}
 
     @torch.no_grad()
     def _set_stats(self, lat: dict[str, torch.Tensor]) -> None:
