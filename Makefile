@@ -12,6 +12,7 @@ setup: $(VENV)/.installed
 PIP := $(BIN)/pip install -q --no-cache-dir
 
 $(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) scripts/check_disk.py $(VENV) 7
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	# torch comes from the machine's local disk (CUDA build that also runs on CPU)
