@@ -12,8 +12,7 @@ setup: $(VENV)/.installed
 PIP := $(BIN)/pip install -q --no-cache-dir
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PY) scripts/check_disk.py $(VENV) 7
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	test -x $(BIN)/python || ($(PY) scripts/check_disk.py $(VENV) 7 && $(PY) -m venv $(VENV))
 	$(PIP) --upgrade pip
 	# torch comes from the machine's local disk (CUDA build that also runs on CPU)
 	$(PIP) torch==2.14.1 torchvision==0.29.1
