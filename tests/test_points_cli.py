@@ -87,6 +87,36 @@ def test_train_points_with_a_shape_code_runs_the_code_stage(tmp_path):
     assert json.loads((out / "config.json").read_text())["global_prior"]["shape_code"] == 4
 
 
+def test_train_points_expert_stage_from_the_command_line(tmp_path):
+    torch.set_num_threads(1)
+    model = asdict(tiny_config([])) | {"n_points": 256, "weights_dtype": "float16"}
+    model["point_prior"]["expert_t"] = 200
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": model, "train": TINY_TRAIN | {"expert_iters": 2}}))
+    out, state = tmp_path / "ckpt", tmp_path / "ckpt-state"
+    base = ["train", "points", "--data", "procedural", "--out", str(out), "--config", str(cfg),
+            "--categories", "mug", "--shapes-per-category", "2", "--threads", "1"]
+    # the stage alone needs a trained model
+    with pytest.raises(SystemExit, match="run the vae and prior stages first"):
+        main(base + ["--stage", "expert"])
+    # --stage all runs vae, prior and expert in order
+    assert main(base) == 0
+    assert json.loads((state / "expert.json").read_text())["done"] is True
+    # alone, on the folder's model, with a larger budget: resumed from its own state
+    cfg.write_text(json.dumps({"model": model, "train": TINY_TRAIN | {"expert_iters": 4}}))
+    assert main(base + ["--stage", "expert", "--resume"]) == 0
+    assert json.loads((state / "expert.json").read_text())["step"] == 4
+    pipe = PointsPipeline(out)
+    assert pipe.status()["available"]
+    assert json.loads((out / "config.json").read_text())["point_prior"]["expert_t"] == 200
+    # without an expert in the config the stage says what is missing
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"model": asdict(tiny_config([])) | {"n_points": 256}, "train": TINY_TRAIN}))
+    with pytest.raises(SystemExit, match="point_prior.expert_t"):
+        main(["train", "points", "--data", "procedural", "--out", str(out), "--config", str(plain),
+              "--categories", "mug", "--shapes-per-category", "2", "--stage", "expert"])
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("world", [1, 2])
 def test_train_points_all_stages_on_cuda(tmp_path, world):

@@ -740,3 +740,102 @@ def test_slot_order_reaches_the_decoder_sdedit_and_joint_stages(tmp_path, monkey
     tr.train_decoder()
     tr.train_joint()
     assert [s for s, _ in seen] == ["decoder", "joint"] and all(ok for _, ok in seen), seen
+
+
+def test_low_noise_expert_denoises_below_expert_t_and_trains_alone(tmp_path, monkeypatch):
+    tr = _trainer(tmp_path, vae_iters=3, prior_iters=3, expert_iters=4, expert_lr=1e-2)
+    tr.cfg.point_prior.expert_t = 300
+    tr.model = PointsModel(tr.cfg)
+    tr.train_vae()
+    tr.train_prior()
+    m = tr.model
+    assert m.point_prior_at(299) is m.point_prior_low and m.point_prior_at(300) is m.point_prior
+    # until the expert stage runs, the saved expert is the trained point prior itself
+    saved = PointsModel.load(tmp_path / "ckpt")
+    assert torch.equal(saved.point_prior_low.out.weight, saved.point_prior.out.weight)
+    frozen = {k: v.clone() for k, v in m.state_dict().items() if not k.startswith("point_prior_low.")}
+
+    # the expert starts from the trained point prior and sees only timesteps below expert_t
+    seen_t = []
+    forward = type(m.point_prior).forward
+
+    def spy(self, h, t, *a, **kw):
+        if self is m.point_prior_low:
+            seen_t.append(t.clone())
+        return forward(self, h, t, *a, **kw)
+
+    monkeypatch.setattr(type(m.point_prior), "forward", spy)
+    started = {}
+    load = m.point_prior_low.load_state_dict
+
+    def record(sd, *a, **kw):
+        started.update({k: v.clone() for k, v in sd.items()})
+        return load(sd, *a, **kw)
+
+    monkeypatch.setattr(m.point_prior_low, "load_state_dict", record)
+    tr.train_prior(expert=True)
+    assert torch.equal(started["out.weight"], m.point_prior.out.weight)
+    assert seen_t and int(torch.cat(seen_t).max()) < 300
+    after = m.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in frozen.items()), "the expert stage changed a frozen tensor"
+    assert not torch.equal(after["point_prior_low.out.weight"], after["point_prior.out.weight"])
+    assert json.loads((tmp_path / "state" / "expert.json").read_text())["step"] == 4
+
+    # sampling calls the expert exactly at the timesteps below expert_t
+    seen_t.clear()
+    s = LatentSampler(PointsModel.load(tmp_path / "ckpt"))
+    monkeypatch.setattr(type(m.point_prior), "forward", spy)
+    calls = []
+    at = s.model.point_prior_at
+    monkeypatch.setattr(s.model, "point_prior_at", lambda t: calls.append(int(t)) or at(t))
+    s.run(s.condition(torch.tensor([0])), n_points=64, steps=5, guidance=1.0)
+    assert calls and all((t < 300) == (at(t) is s.model.point_prior_low) for t in calls)
+    assert any(t < 300 for t in calls) and any(t >= 300 for t in calls)
+
+    # resuming continues the expert's own state
+    tr2 = _trainer(tmp_path, vae_iters=3, prior_iters=3, expert_iters=6)
+    tr2.cfg.point_prior.expert_t = 300
+    tr2.model = PointsModel(tr2.cfg)
+    tr2.load_model_if_any()
+    tr2.train_prior(resume=True, expert=True)
+    assert json.loads((tmp_path / "state" / "expert.json").read_text())["step"] == 6
+
+
+def test_expert_config_is_checked():
+    cfg = tiny_config(["a"])
+    cfg.point_prior.expert_t = 1000
+    with pytest.raises(ValueError, match="expert_t"):
+        PointsModel(cfg)
+    tr_cfg = tiny_config(["a"])
+    tr_cfg.weights_dtype = "int8"
+    with pytest.raises(ValueError, match="weights_dtype"):
+        PointsModel(tr_cfg)
+
+
+def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = tiny_config(["a", "b"])
+    model = PointsModel(cfg).eval()
+    with torch.no_grad():
+        model.h_std.fill_(0.0312345)
+    model.save(tmp_path / "f32")
+    cfg16 = tiny_config(["a", "b"])
+    cfg16.weights_dtype = "float16"
+    model.cfg = cfg16
+    model.save(tmp_path / "f16")
+    size = lambda d: (d / "model.safetensors").stat().st_size   # noqa: E731
+    assert size(tmp_path / "f16") < 0.6 * size(tmp_path / "f32")
+    raw = load_file(str(tmp_path / "f16" / "model.safetensors"))
+    assert raw["point_prior.out.weight"].dtype == torch.float16
+    assert raw["h_std"].dtype == torch.float32            # statistics stay exact
+    again = PointsModel.load(tmp_path / "f16")
+    assert again.point_prior.out.weight.dtype == torch.float32
+    assert torch.equal(again.point_prior.out.weight, model.point_prior.out.weight.half().float())
+    assert torch.equal(again.h_std, model.h_std)
+    x = torch.rand(1, 256, 3) * 2 - 1
+    s1, s2 = LatentSampler(model), LatentSampler(again)
+    z1, h1 = s1.encode(x, torch.Generator().manual_seed(0))
+    z2, h2 = s2.encode(x, torch.Generator().manual_seed(0))
+    # float16 weights move the encoding by far less than the latents' spread
+    assert (h1 - h2).abs().max() < 0.01 * h1.std()

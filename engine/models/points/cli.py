@@ -17,9 +17,11 @@ def register_train(train_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder, or `procedural`")
     p.add_argument("--out", required=True, help="checkpoint folder to write (config.json, model.safetensors)")
     p.add_argument("--config", help="JSON file: {\"model\": {...PointsConfig}, \"train\": {...TrainConfig}}")
-    p.add_argument("--stage", choices=("vae", "code", "prior", "decoder", "joint", "all"), default="all",
+    p.add_argument("--stage", choices=("vae", "code", "prior", "expert", "decoder", "joint", "all"),
+                   default="all",
                    help="all: vae, then code (when the model config has global_prior.shape_code > 0), "
-                        "then prior, then decoder / joint when the config gives them decoder_iters / "
+                        "then prior, then expert (when it has point_prior.expert_t > 0: the low-noise "
+                        "point prior), then decoder / joint when the config gives them decoder_iters / "
                         "joint_iters > 0")
     p.add_argument("--resume", action="store_true", help="continue from <state> where a stage stopped")
     p.add_argument("--state", help="folder for resumable training state (default: <out>/../<name>-state)")
@@ -27,6 +29,7 @@ def register_train(train_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shapes-per-category", type=int, default=400, help="procedural data: train shapes per category")
     p.add_argument("--vae-minutes", type=float, help="wall-clock budget of the VAE stage")
     p.add_argument("--prior-minutes", type=float, help="wall-clock budget of the prior stage")
+    p.add_argument("--expert-minutes", type=float, help="wall-clock budget of the expert stage")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch default)")
     p.set_defaults(func=_run)
@@ -53,6 +56,8 @@ def _run(args: argparse.Namespace) -> int:
         tcfg.vae_minutes = args.vae_minutes
     if args.prior_minutes is not None:
         tcfg.prior_minutes = args.prior_minutes
+    if args.expert_minutes is not None:
+        tcfg.expert_minutes = args.expert_minutes
     out = Path(args.out)
     state = Path(args.state) if args.state else out.parent / f"{out.name}-state"
     state.mkdir(parents=True, exist_ok=True)
@@ -102,6 +107,14 @@ def _run(args: argparse.Namespace) -> int:
             raise SystemExit(f"the shape code is not trained in {state}; run --stage code first")
         if args.stage == "prior" or not done("prior"):
             trainer.train_prior(resume=args.resume)
+    expert = cfg.point_prior.expert_t > 0
+    if args.stage == "expert" or (args.stage == "all" and expert):
+        if not expert:
+            raise SystemExit("--stage expert needs a model config with point_prior.expert_t > 0")
+        if args.stage == "expert" and not trainer.load_model_if_any():
+            raise SystemExit(f"no trained model in {out}; run the vae and prior stages first")
+        if args.stage == "expert" or not done("expert"):
+            trainer.train_prior(resume=args.resume, expert=True)
     if args.stage == "decoder" or (args.stage == "all" and tcfg.decoder_iters > 0):
         if not trainer.load_model_if_any():
             raise SystemExit(f"no trained model in {out}; run the vae and prior stages first")

@@ -70,6 +70,12 @@ class PointPriorConfig:
     # template) and a learned embedding per slot, so that the prior's tokens are not
     # exchangeable: two nearby noisy points know which of them goes where (MODEL.md step 12).
     slot_order: bool = False
+    # > 0: timesteps below this are denoised by a second point prior of the same shape, the
+    # low-noise expert (eDiff-I's expert denoisers), trained by the ``expert`` stage on those
+    # timesteps alone. One prior over all noise levels left the latent points bunched and off
+    # the surface at the last steps (MODEL.md, Training step 7), where it saw a tenth of its
+    # training draws per hundred timesteps.
+    expert_t: int = 0
 
 
 @dataclass
@@ -115,6 +121,9 @@ class PointsConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     n_points: int = 2048            # points per training shape
+    # How model.safetensors stores the weights: "float16" halves the file (a low-noise expert
+    # would take it over 20 MB in float32); the model computes in float32 either way.
+    weights_dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,7 +136,8 @@ class PointsConfig:
                    cond=_from_dict(CondConfig, d.get("cond")),
                    diffusion=_from_dict(DiffusionConfig, d.get("diffusion")),
                    cleanup=_from_dict(CleanupConfig, d.get("cleanup")),
-                   n_points=int(d.get("n_points", 2048)))
+                   n_points=int(d.get("n_points", 2048)),
+                   weights_dtype=str(d.get("weights_dtype", "float32")))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -24,6 +24,7 @@ from .checkpoint import CONFIG, WEIGHTS, checkpoint_complete  # noqa: F401  (re-
 
 
 EXTENT_DIM = 3
+WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def latent_extents(h: torch.Tensor) -> torch.Tensor:
@@ -45,6 +46,8 @@ class PointsModel(nn.Module):
     With ``point_prior.slot_order`` the priors see the point latents in the order of their
     assignment to ``slot_template`` (M×3, raw latent units, fitted by the trainer;
     ``latent_order.py``): every encoding goes through ``to_slot_order`` before a prior sees it.
+    With ``point_prior.expert_t`` > 0 a second point prior of the same shape,
+    ``point_prior_low``, denoises the timesteps below it (``point_prior_at``).
     """
 
     def __init__(self, cfg: PointsConfig) -> None:
@@ -67,12 +70,27 @@ class PointsModel(nn.Module):
         self.global_prior = GlobalPrior(g, cfg.cond.cond_dim, cfg.global_prior)
         self.point_prior = PointPrior(3 + v.point_feat_dim, g, cfg.cond.cond_dim, cfg.point_prior,
                                       n_slots=v.n_latent_points)
+        if cfg.point_prior.expert_t < 0 or cfg.point_prior.expert_t >= cfg.diffusion.num_train_timesteps:
+            raise ValueError(f"point_prior.expert_t must be in [0, {cfg.diffusion.num_train_timesteps}), "
+                             f"got {cfg.point_prior.expert_t}")
+        if cfg.point_prior.expert_t:
+            self.point_prior_low = PointPrior(3 + v.point_feat_dim, g, cfg.cond.cond_dim, cfg.point_prior,
+                                              n_slots=v.n_latent_points)
+        if cfg.weights_dtype not in WEIGHTS_DTYPES:
+            raise ValueError(f"weights_dtype must be one of {sorted(WEIGHTS_DTYPES)}, got {cfg.weights_dtype!r}")
         if cfg.point_prior.slot_order:
             self.register_buffer("slot_template", torch.zeros(v.n_latent_points, 3))
         self.register_buffer("z_mean", torch.zeros(g))
         self.register_buffer("z_std", torch.ones(g))
         self.register_buffer("h_mean", torch.zeros(3 + v.point_feat_dim))
         self.register_buffer("h_std", torch.ones(3 + v.point_feat_dim))
+
+    def point_prior_at(self, t: torch.Tensor | int) -> PointPrior:
+        """The point prior that denoises timestep ``t`` (a scalar): the low-noise expert below
+        ``point_prior.expert_t``, else the main one."""
+        if self.cfg.point_prior.expert_t and int(t) < self.cfg.point_prior.expert_t:
+            return self.point_prior_low
+        return self.point_prior
 
     def global_latent(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The priors' global latent B×G (not normalized) of VAE latents z (B×D) and h (B×M×P)."""
@@ -126,7 +144,11 @@ class PointsModel(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.cfg.save(folder / CONFIG)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        # Buffers (latent statistics, templates) stay float32: they are few, and exact.
+        dtype = WEIGHTS_DTYPES[self.cfg.weights_dtype]
+        params = {k for k, _ in self.named_parameters()}
+        state = {k: (v.to(dtype) if k in params and v.is_floating_point() else v).detach().contiguous().cpu()
+                 for k, v in self.state_dict().items()}
         tmp = folder / (WEIGHTS + ".tmp")
         save_file(state, str(tmp), metadata={"format": "pt", "model": "latentforge-points"})
         tmp.replace(folder / WEIGHTS)
@@ -135,5 +157,6 @@ class PointsModel(nn.Module):
     def load(cls, folder: str | Path, device: str = "cpu") -> "PointsModel":
         folder = Path(folder)
         model = cls(PointsConfig.load(folder / CONFIG))
+        # Weights stored as float16 are copied into the float32 parameters.
         model.load_state_dict(load_file(str(folder / WEIGHTS), device="cpu"))
         return model.to(device).eval()

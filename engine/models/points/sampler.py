@@ -121,7 +121,7 @@ class LatentSampler:
         return eu + guidance * (ec - eu)
 
     def _eps_points(self, h, t, z, cond, null, guidance, layout=None, x0_prev=None):
-        pp = self.model.point_prior
+        pp = self.model.point_prior_at(t)
         tt = t.expand(h.shape[0]).to(self.device)
         if guidance == 1.0:
             return pp(h, tt, z, cond, layout, x0_prev)

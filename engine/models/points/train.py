@@ -15,7 +15,10 @@
    samples with Chamfer plus an exact-matching EMD term. Chamfer lets decoded points
    bunch into streaks (every target point only needs *a* neighbour), which 1-NNA-EMD
    punishes; the latent space does not move, so trained priors stay valid.
-4. ``joint`` (optional, LSGM's end-to-end stage): encoder, decoder and priors fine-tuned
+4. ``expert`` (with ``point_prior.expert_t`` > 0): a second point prior, started from the
+   trained one, is fine-tuned on the timesteps below ``expert_t`` alone and denoises them
+   when sampling (the low-noise expert); everything else is frozen.
+5. ``joint`` (optional, LSGM's end-to-end stage): encoder, decoder and priors fine-tuned
    together. The KL of the VAE becomes the priors' diffusion loss on the posterior samples
    (cross-entropy, its gradient reaching the encoder) minus the posterior entropy, so the
    encoder is pulled towards latents the priors model well while the priors follow it.
@@ -80,6 +83,11 @@ class TrainConfig:
     # is zero-padded, so the new inputs start unused and the warm start computes what it did.
     prior_init: str = ""
     ema: float = 0.999
+    # expert stage (``point_prior.expert_t`` > 0): the low-noise point prior, started from the
+    # trained point prior; lr decays as in the prior stage (cosine to prior_lr_final)
+    expert_iters: int = 50000
+    expert_minutes: float = 1e9
+    expert_lr: float = 2e-4
     # code stage (``global_prior.shape_code`` > 0): the shape-code autoencoder of the latent
     # points' layout, on the cached latents of the frozen VAE
     code_iters: int = 4000
@@ -255,7 +263,12 @@ class Trainer:
                     if part:
                         getattr(self.model, name).load_state_dict(part)
         else:
-            self.model.load_state_dict(state)
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            # A folder trained before its config gained a low-noise expert has none yet: the
+            # expert stage starts it from the main point prior.
+            if unexpected or any(not k.startswith("point_prior_low.") for k in missing):
+                raise ValueError(f"{path} does not fit the model config (missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]}); train it with this config")
         return True
 
     # ---------------------------------------------------------------- VAE
@@ -503,40 +516,55 @@ class Trainer:
         m.h_mean.copy_(hf.mean(0).to(m.h_mean))
         m.h_std.copy_(hf.std(0).clamp(min=1e-3).to(m.h_std))
 
-    def train_prior(self, resume: bool = False) -> None:
+    def train_prior(self, resume: bool = False, expert: bool = False) -> None:
+        """The prior stage; with ``expert`` the expert stage: only ``point_prior_low`` trains,
+        on timesteps below ``point_prior.expert_t``, started from the trained point prior (the
+        model folder's, loaded by the caller), with the trained priors, condition embedding and
+        latent statistics frozen."""
         t, m, dev = self.tcfg, self.model, self.device
+        name = "expert" if expert else "prior"
+        if expert and not self.cfg.point_prior.expert_t:
+            raise ValueError("the expert stage needs a model config with point_prior.expert_t > 0")
+        iters, minutes, base_lr = ((t.expert_iters, t.expert_minutes, t.expert_lr) if expert
+                                   else (t.prior_iters, t.prior_minutes, t.prior_lr))
         lat = self._in_slot_order(self._latents())
-        self._set_stats(lat)
+        if not expert:
+            self._set_stats(lat)
         lat = {k: v.to(dev) for k, v in lat.items()}
-        params = list(m.global_prior.parameters()) + list(m.point_prior.parameters()) + list(m.cond.parameters())
-        opt = torch.optim.AdamW(params, lr=t.prior_lr, weight_decay=0.0)
-        trainable = torch.nn.ModuleDict({k: getattr(m, k) for k in PRIOR_MODULES})
-        ema = copy.deepcopy(trainable).requires_grad_(False)
+        trainable = torch.nn.ModuleDict({"point_prior_low": m.point_prior_low} if expert
+                                        else {k: getattr(m, k) for k in PRIOR_MODULES})
+        params = list(trainable.parameters())
+        opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0)
         step, elapsed = 0, 0.0
-        if resume and self.has_state("prior"):
-            step, elapsed = self._resume_nets("prior", opt, trainable, ema)
-        elif t.prior_init:
-            self.init_priors_from(Path(t.prior_init))
-            ema.load_state_dict(trainable.state_dict())
+        if resume and self.has_state(name):
+            ema = copy.deepcopy(trainable).requires_grad_(False)
+            step, elapsed = self._resume_nets(name, opt, trainable, ema)
+        else:
+            if expert:
+                m.point_prior_low.load_state_dict(m.point_prior.state_dict())
+            elif t.prior_init:
+                self.init_priors_from(Path(t.prior_init))
+            ema = copy.deepcopy(trainable).requires_grad_(False)
         net = trainable
-        ddp = _ddp_wrap(_PriorObjective(trainable, self))
+        ddp = _ddp_wrap(_PriorObjective(trainable, self, expert))
         T = self.cfg.diffusion.num_train_timesteps
+        t_h = self.cfg.point_prior.expert_t if expert else T
         n = lat["z_mu"].shape[0]
         t0, last_ckpt, last_val = time.time() - elapsed, time.time(), time.time()
-        bar = tqdm(total=t.prior_iters, initial=step, desc="priors", disable=_rank() != 0, mininterval=10)
+        bar = tqdm(total=iters, initial=step, desc=name, disable=_rank() != 0, mininterval=10)
         gen = torch.Generator(device=dev).manual_seed(t.seed + 17 + step + 1000003 * _rank())
-        while not _agree_to_stop(step >= t.prior_iters or (time.time() - t0) / 60 >= t.prior_minutes, dev):
-            lr_scale = _cosine_scale(step, t.prior_iters, t0, t.prior_minutes, t.prior_lr_final)
-            lr = float(t.prior_lr * min(1.0, (step + 1) / 500) * lr_scale)
+        while not _agree_to_stop(step >= iters or (time.time() - t0) / 60 >= minutes, dev):
+            lr_scale = _cosine_scale(step, iters, t0, minutes, t.prior_lr_final)
+            lr = float(base_lr * min(1.0, (step + 1) / 500) * lr_scale)
             _set_lr(opt, lr)
             idx = torch.randint(0, n, (t.prior_batch,), device=dev, generator=gen)
             with torch.no_grad():
                 z = m.vae.sample_posterior(lat["z_mu"][idx], lat["z_logvar"][idx], scale=t.prior_latent_noise)
                 h = m.vae.sample_posterior(lat["h_mu"][idx], lat["h_logvar"][idx], scale=t.prior_latent_noise)
                 z, h = m.norm_z(m.global_latent(z, h)), m.norm_h(h)
-            ids = net["cond"].drop(lat["labels"][idx], self.cfg.cond.p_uncond, gen)
+            ids = m.cond.drop(lat["labels"][idx], self.cfg.cond.p_uncond, gen)
             tz = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
-            th = torch.randint(0, T, (z.shape[0],), device=dev, generator=gen)
+            th = torch.randint(0, t_h, (z.shape[0],), device=dev, generator=gen)
             # Through the DDP wrapper, so the gradients are averaged over ranks.
             loss_z, loss_h = ddp(z, h, ids, tz, th)
             loss = loss_z + loss_h
@@ -549,18 +577,18 @@ class Trainer:
             bar.update(1)
             if step % 50 == 0:
                 bar.set_postfix(lz=f"{loss_z.item():.4f}", lh=f"{loss_h.item():.4f}")
-                self._logline({"stage": "prior", "step": step, "loss_z": loss_z.item(), "loss_h": loss_h.item(),
+                self._logline({"stage": name, "step": step, "loss_z": loss_z.item(), "loss_h": loss_h.item(),
                                "t": time.time() - t0})
             if time.time() - last_ckpt > t.ckpt_every_s:
-                self._prior_checkpoint(net, ema, opt, step, elapsed=time.time() - t0)
+                self._prior_checkpoint(net, ema, opt, step, elapsed=time.time() - t0, name=name)
                 last_ckpt = time.time()
             if t.val_every_s > 0 and time.time() - last_val > t.val_every_s:
-                self._prior_validation(net, ema, step)
+                self._prior_validation(net, ema, step, stage="expert" if expert else "priors")
                 last_val = time.time()
         bar.close()
-        self._prior_checkpoint(net, ema, opt, step, done=True, elapsed=time.time() - t0)
+        self._prior_checkpoint(net, ema, opt, step, done=True, elapsed=time.time() - t0, name=name)
         if t.val_every_s > 0:
-            self._prior_validation(net, ema, step)
+            self._prior_validation(net, ema, step, stage="expert" if expert else "priors")
 
     def init_priors_from(self, folder: Path) -> None:
         """Copy the priors and condition embedding of the model folder ``folder`` into this model.
@@ -735,17 +763,21 @@ class Trainer:
         net.load_state_dict(live)
         self.log(msg)
 
-    def _prior_checkpoint(self, net, ema, opt, step: int, done: bool = False, elapsed: float = 0.0) -> None:
+    def _prior_checkpoint(self, net, ema, opt, step: int, done: bool = False, elapsed: float = 0.0,
+                          name: str = "prior") -> None:
         tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-        self._save_state("prior", tensors, opt, step, {"done": done, "elapsed": elapsed})
-        self._logline({"stage": "prior", "step": step, "checkpoint": True, "t": elapsed})
+        self._save_state(name, tensors, opt, step, {"done": done, "elapsed": elapsed})
+        self._logline({"stage": name, "step": step, "checkpoint": True, "t": elapsed})
         # The shipped model carries the EMA weights of the priors.
         live = {k: v.clone() for k, v in net.state_dict().items()}
         net.load_state_dict(ema.state_dict())
+        if name == "prior" and self.cfg.point_prior.expert_t:
+            # Until the expert stage trains it, the low-noise expert is the point prior itself.
+            self.model.point_prior_low.load_state_dict(self.model.point_prior.state_dict())
         self.save_model()
         net.load_state_dict(live)
-        self.log(f"priors step {step}: checkpoint written")
+        self.log(f"{name} step {step}: checkpoint written")
 
 
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -769,9 +801,13 @@ def _scale_grad(x: torch.Tensor, w: float) -> torch.Tensor:
 class _PriorObjective(torch.nn.Module):
     """The priors' diffusion losses as one module, so DDP sees (and syncs) a forward pass."""
 
-    def __init__(self, nets: torch.nn.ModuleDict, trainer: "Trainer") -> None:
+    def __init__(self, nets: torch.nn.ModuleDict, trainer: "Trainer", expert: bool = False) -> None:
+        """``expert``: ``nets`` holds only ``point_prior_low``; the condition embedding is the
+        model's, frozen, and the global prior's loss is zero."""
         super().__init__()
         self.nets = nets
+        self.expert = expert
+        self.cond = [trainer.model.cond]              # list: frozen in the expert stage, not a submodule
         self.loss_fn = trainer._diffusion_loss
         # On the trainer's device: the timesteps that index it are drawn there.
         ac = train_scheduler(trainer.cfg.diffusion).alphas_cumprod.float().to(trainer.device)
@@ -781,13 +817,20 @@ class _PriorObjective(torch.nn.Module):
 
     def forward(self, z: torch.Tensor, h: torch.Tensor, ids: torch.Tensor, tz: torch.Tensor,
                 th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cond = self.nets["cond"](ids)
         ez, eh = torch.randn_like(z), torch.randn_like(h)
         az, ah = self.ac[tz].unsqueeze(-1), self.ac[th].view(-1, 1, 1)
-        loss_z = self.loss_fn(self.nets["global_prior"](az.sqrt() * z + (1 - az).sqrt() * ez, tz, cond), z, ez, az)
+        if self.expert:
+            with torch.no_grad():
+                cond = self.cond[0](ids)
+            loss_z = torch.zeros((), device=z.device)
+        else:
+            cond = self.nets["cond"](ids)
+            loss_z = self.loss_fn(self.nets["global_prior"](az.sqrt() * z + (1 - az).sqrt() * ez, tz, cond),
+                                  z, ez, az)
         with torch.no_grad():
             layout = self.layout[0](z)
-        pp, ht = self.nets["point_prior"], ah.sqrt() * h + (1 - ah).sqrt() * eh
+        pp = self.nets["point_prior_low" if self.expert else "point_prior"]
+        ht = ah.sqrt() * h + (1 - ah).sqrt() * eh
         x0_prev = None
         if pp.self_condition:
             # Self-conditioning: half the batch sees the network's own estimate (no gradient
