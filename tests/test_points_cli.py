@@ -109,6 +109,19 @@ def test_train_points_expert_stage_from_the_command_line(tmp_path):
     pipe = PointsPipeline(out)
     assert pipe.status()["available"]
     assert json.loads((out / "config.json").read_text())["point_prior"]["expert_t"] == 200
+    # a folder without expert weights (trained before its config had one) loads with the
+    # point prior in the expert's place
+    from engine.models.points.config import PointsConfig
+    from engine.models.points.model import PointsModel
+    from engine.models.points.train import TrainConfig, Trainer
+    plain_dir = tmp_path / "plain_ckpt"
+    pcfg = PointsConfig.load(out / "config.json")
+    pcfg.point_prior.expert_t = 0
+    PointsModel(pcfg).save(plain_dir)
+    ecfg = PointsConfig.load(out / "config.json")
+    tr = Trainer(ecfg, TrainConfig(), None, None, plain_dir, tmp_path / "s2", log=lambda *_: None)
+    assert tr.load_model_if_any()
+    assert torch.equal(tr.model.point_prior_low.out.weight, tr.model.point_prior.out.weight)
     # without an expert in the config the stage says what is missing
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({"model": asdict(tiny_config([])) | {"n_points": 256}, "train": TINY_TRAIN}))

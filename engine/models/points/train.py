@@ -264,11 +264,14 @@ class Trainer:
                         getattr(self.model, name).load_state_dict(part)
         else:
             missing, unexpected = self.model.load_state_dict(state, strict=False)
-            # A folder trained before its config gained a low-noise expert has none yet: the
-            # expert stage starts it from the main point prior.
             if unexpected or any(not k.startswith("point_prior_low.") for k in missing):
                 raise ValueError(f"{path} does not fit the model config (missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]}); train it with this config")
+            if missing:
+                # A folder trained before its config gained a low-noise expert has none yet: it
+                # is the point prior itself until the expert stage trains it, as after the prior
+                # stage, so no stage saves a model with an untrained expert.
+                self.model.point_prior_low.load_state_dict(self.model.point_prior.state_dict())
         return True
 
     # ---------------------------------------------------------------- VAE
