@@ -92,6 +92,12 @@ class PointsModel(nn.Module):
             return self.point_prior_low
         return self.point_prior
 
+    @torch.no_grad()
+    def expert_from_point_prior(self) -> None:
+        """Make the low-noise expert a copy of the point prior: what it is until the expert
+        stage trains it, so that a model with an untrained expert samples as one without."""
+        self.point_prior_low.load_state_dict(self.point_prior.state_dict())
+
     def global_latent(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The priors' global latent B×G (not normalized) of VAE latents z (B×D) and h (B×M×P)."""
         if self.cfg.global_prior.shape_code:

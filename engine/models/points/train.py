@@ -268,10 +268,8 @@ class Trainer:
                 raise ValueError(f"{path} does not fit the model config (missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]}); train it with this config")
             if missing:
-                # A folder trained before its config gained a low-noise expert has none yet: it
-                # is the point prior itself until the expert stage trains it, as after the prior
-                # stage, so no stage saves a model with an untrained expert.
-                self.model.point_prior_low.load_state_dict(self.model.point_prior.state_dict())
+                # A folder trained before its config gained a low-noise expert has none yet.
+                self.model.expert_from_point_prior()
         return True
 
     # ---------------------------------------------------------------- VAE
@@ -526,6 +524,7 @@ class Trainer:
         latent statistics frozen."""
         t, m, dev = self.tcfg, self.model, self.device
         name = "expert" if expert else "prior"
+        val_stage = "expert" if expert else "priors"
         if expert and not self.cfg.point_prior.expert_t:
             raise ValueError("the expert stage needs a model config with point_prior.expert_t > 0")
         iters, minutes, base_lr = ((t.expert_iters, t.expert_minutes, t.expert_lr) if expert
@@ -544,7 +543,7 @@ class Trainer:
             step, elapsed = self._resume_nets(name, opt, trainable, ema)
         else:
             if expert:
-                m.point_prior_low.load_state_dict(m.point_prior.state_dict())
+                m.expert_from_point_prior()
             elif t.prior_init:
                 self.init_priors_from(Path(t.prior_init))
             ema = copy.deepcopy(trainable).requires_grad_(False)
@@ -586,12 +585,12 @@ class Trainer:
                 self._prior_checkpoint(net, ema, opt, step, elapsed=time.time() - t0, name=name)
                 last_ckpt = time.time()
             if t.val_every_s > 0 and time.time() - last_val > t.val_every_s:
-                self._prior_validation(net, ema, step, stage="expert" if expert else "priors")
+                self._prior_validation(net, ema, step, stage=val_stage)
                 last_val = time.time()
         bar.close()
         self._prior_checkpoint(net, ema, opt, step, done=True, elapsed=time.time() - t0, name=name)
         if t.val_every_s > 0:
-            self._prior_validation(net, ema, step, stage="expert" if expert else "priors")
+            self._prior_validation(net, ema, step, stage=val_stage)
 
     def init_priors_from(self, folder: Path) -> None:
         """Copy the priors and condition embedding of the model folder ``folder`` into this model.
@@ -776,8 +775,7 @@ class Trainer:
         live = {k: v.clone() for k, v in net.state_dict().items()}
         net.load_state_dict(ema.state_dict())
         if name == "prior" and self.cfg.point_prior.expert_t:
-            # Until the expert stage trains it, the low-noise expert is the point prior itself.
-            self.model.point_prior_low.load_state_dict(self.model.point_prior.state_dict())
+            self.model.expert_from_point_prior()
         self.save_model()
         net.load_state_dict(live)
         self.log(f"{name} step {step}: checkpoint written")
