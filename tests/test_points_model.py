@@ -358,6 +358,44 @@ def test_extents_global_latent_samples_and_conditions_the_point_prior(tmp_path):
     assert out.shape == (2, 64, 3) and torch.isfinite(out).all()
 
 
+def test_fit_extents_scales_the_sampled_latent_points_to_the_generated_extents():
+    from engine.models.points.model import latent_extents
+    sets = primitive_sets(2)
+    cfg = tiny_config(sets.categories)
+    cfg.global_prior.extents = True
+    with pytest.raises(ValueError, match="fit_extents needs"):
+        bad = tiny_config(sets.categories)
+        bad.global_prior.fit_extents = True
+        PointsModel(bad)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    D = cfg.vae.global_dim
+    plain = PointsModel(cfg).eval()
+    cfg2 = tiny_config(sets.categories)
+    cfg2.global_prior.extents = cfg2.global_prior.fit_extents = True
+    fitted = PointsModel(cfg2).eval()
+    fitted.load_state_dict(plain.state_dict())
+    # Latent statistics as after training: raw extents around 1, latent xyz spread ~0.5.
+    for m in (plain, fitted):
+        m.z_mean[D:] = 1.0
+        m.z_std[D:] = 0.2
+        m.h_std[:3] = 0.5
+    cond = plain.cond(torch.tensor([0, 1]))
+    z0, h0 = LatentSampler(plain).denoise(cond, steps=3, guidance=1.0, generator=g())
+    z1, h1 = LatentSampler(fitted).denoise(cond, steps=3, guidance=1.0, generator=g())
+    assert torch.equal(z0, z1)                   # same draws; only the point latents change
+    target = fitted.denorm_z(z1)[:, D:]
+    raw0, raw1 = fitted.denorm_h(h0), fitted.denorm_h(h1)
+    ratio = (target / latent_extents(raw0)).clamp(0.5, 2.0)
+    assert torch.allclose(latent_extents(raw1), latent_extents(raw0) * ratio, rtol=1e-4)
+    centre = lambda x: (x[..., :3].amax(-2) + x[..., :3].amin(-2)) / 2  # noqa: E731
+    assert torch.allclose(centre(raw1), centre(raw0), atol=1e-5)   # scaled about the box centre
+    assert torch.allclose(raw1[..., 3:], raw0[..., 3:], atol=1e-5)  # features untouched
+    # An extent inside the clamp range is met exactly.
+    h_fit = fitted.fit_to_extents(fitted.norm_z(torch.cat([torch.zeros(1, D), torch.tensor([[1.0, 0.8, 0.3]])], -1)),
+                                  fitted.norm_h(torch.tensor([[[0.0, 0.0, 0.0, 1, 2], [1.2, 1.0, 0.4, 4, 5]]])))
+    assert torch.allclose(latent_extents(fitted.denorm_h(h_fit)), torch.tensor([[1.0, 0.8, 0.3]]), atol=1e-5)
+
+
 def _warm_started(tmp_path, change) -> tuple[PointsModel, Trainer]:
     """A tiny trained model (``ckpt``) and a trainer whose config is ``change``d and whose
     priors start from it (``prior_init``, no steps yet; its folder is ``ckpt2``)."""

@@ -40,6 +40,10 @@ class GlobalPriorConfig:
     # global latent) and condition the point prior on them: with a collapsed global latent
     # the point prior alone sets the proportions (measured: checkpoint MODEL.md, step 8).
     extents: bool = False
+    # With ``extents``: after the point prior, scale the latent points' xyz per axis about
+    # their bounding-box centre so that their extents are the generated ones. The point prior
+    # follows the extents only approximately, and the proportions are what 1-NNA sees first.
+    fit_extents: bool = False
     # > 0: the priors' global latent is a learned code of this many channels of the latent
     # points' layout (shape_code.py) instead of the VAE's global latent, which collapsed;
     # the decoder then gets the VAE's mean global latent. Excludes ``extents``.

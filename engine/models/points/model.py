@@ -59,6 +59,8 @@ class PointsModel(nn.Module):
         gp = cfg.global_prior
         if gp.shape_code and gp.extents:
             raise ValueError("global_prior: shape_code and extents exclude each other; set one")
+        if gp.fit_extents and not gp.extents:
+            raise ValueError("global_prior.fit_extents needs global_prior.extents (the extents to fit to)")
         self.global_latent_dim = gp.shape_code or v.global_dim + (EXTENT_DIM if gp.extents else 0)
         if cfg.point_prior.layout_attention and not gp.shape_code:
             raise ValueError("point_prior.layout_attention needs global_prior.shape_code > 0")
@@ -105,6 +107,19 @@ class PointsModel(nn.Module):
         if not self.cfg.global_prior.extents:
             return z
         return torch.cat([z, latent_extents(h)], -1)
+
+    def fit_to_extents(self, g_n: torch.Tensor, h_n: torch.Tensor) -> torch.Tensor:
+        """Normalized point latents ``h_n`` (B×M×P) whose xyz is scaled per axis about its
+        bounding-box centre so that its extents are the ones in the normalized global latents
+        ``g_n`` (B×G; ``global_prior.extents``). Each axis's scale is kept within [1/2, 2]: a
+        generated extent far from the points' own is a failed sample, not a proportion."""
+        h = self.denorm_h(h_n)
+        xyz = h[..., :3]
+        lo, hi = xyz.amin(-2, keepdim=True), xyz.amax(-2, keepdim=True)
+        target = self.denorm_z(g_n)[..., -EXTENT_DIM:].unsqueeze(-2)
+        scale = (target / (hi - lo).clamp(min=1e-6)).clamp(0.5, 2.0)
+        centre = (lo + hi) / 2
+        return self.norm_h(torch.cat([centre + (xyz - centre) * scale, h[..., 3:]], -1))
 
     def vae_z(self, g: torch.Tensor) -> torch.Tensor:
         """The VAE's global latent B×D: the first D channels of the priors' global latent B×G

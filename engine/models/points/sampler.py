@@ -189,7 +189,8 @@ class LatentSampler:
                 h_init: torch.Tensor | None = None, strength: float = 1.0, hooks: Hooks | None = None,
                 z_noise: torch.Tensor | None = None, h_noise: torch.Tensor | None = None,
                 noise_level: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """``run`` without the decoding: the denoised normalized latents (B×D global, B×M×P points)."""
+        """``run`` without the decoding: the denoised normalized latents (B×D global, B×M×P points).
+        With ``global_prior.fit_extents`` the point latents come fitted to the generated extents."""
         m, hooks = self.model, hooks or Hooks()
         b, dev = cond.shape[0], self.device
         null = m.cond.null.expand_as(cond)
@@ -233,6 +234,8 @@ class LatentSampler:
             k += 1
             if hooks.step:
                 hooks.step("points", k, total)
+        if m.cfg.global_prior.fit_extents:
+            h = m.fit_to_extents(z, h)
         return z, h
 
     @torch.no_grad()
