@@ -327,7 +327,10 @@ class PointsPipeline:
                               z_init=None if z_in is None else z_in.expand(b, -1),
                               h_init=None if h_in is None else h_in.expand(b, -1, -1),
                               strength=params.get("strength", 1.0), hooks=hooks,
-                              z_noise=z_noise, h_noise=h_noise)
+                              z_noise=z_noise, h_noise=h_noise,
+                              # Fresh category samples only: a refined shape keeps its proportions.
+                              category_ids=(torch.full((b,), cid, dtype=torch.long)
+                                            if task == "generate" and cid >= 0 else None))
             done_steps[0] += 2 * params["steps"]
             dt = (time.perf_counter() - t0) / b
             canon = out.float().cpu().numpy()

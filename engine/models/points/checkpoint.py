@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+CALIBRATION = "calibration.safetensors"   # only when config.json turns calibration.extents on
 
 
 def checkpoint_complete(folder: str | Path) -> tuple[bool, str]:
@@ -17,4 +19,11 @@ def checkpoint_complete(folder: str | Path) -> tuple[bool, str]:
     for name in (CONFIG, WEIGHTS):
         if not (folder / name).is_file():
             return False, f"{name} missing in {folder}; train with `latentforge train points`"
+    try:
+        calibrated = bool(json.loads((folder / CONFIG).read_text()).get("calibration", {}).get("extents"))
+    except (OSError, ValueError, AttributeError):
+        return False, f"{folder / CONFIG} is not a readable JSON config; train with `latentforge train points`"
+    if calibrated and not (folder / CALIBRATION).is_file():
+        return False, (f"{CALIBRATION} missing in {folder} while config.json turns on calibration.extents; "
+                       "fit it with `latentforge train points --stage calibrate`")
     return True, ""

@@ -17,12 +17,14 @@ def register_train(train_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder, or `procedural`")
     p.add_argument("--out", required=True, help="checkpoint folder to write (config.json, model.safetensors)")
     p.add_argument("--config", help="JSON file: {\"model\": {...PointsConfig}, \"train\": {...TrainConfig}}")
-    p.add_argument("--stage", choices=("vae", "code", "prior", "expert", "decoder", "joint", "all"),
+    p.add_argument("--stage", choices=("vae", "code", "prior", "expert", "decoder", "joint", "calibrate", "all"),
                    default="all",
                    help="all: vae, then code (when the model config has global_prior.shape_code > 0), "
                         "then prior, then expert (when it has point_prior.expert_t > 0: the low-noise "
                         "point prior), then decoder / joint when the config gives them decoder_iters / "
-                        "joint_iters > 0")
+                        "joint_iters > 0, then calibrate when it has calibration.extents. calibrate alone: "
+                        "fit the extent calibration of the trained model in --out (writes "
+                        "calibration.safetensors and turns it on in config.json; weights untouched)")
     p.add_argument("--resume", action="store_true", help="continue from <state> where a stage stopped")
     p.add_argument("--state", help="folder for resumable training state (default: <out>/../<name>-state)")
     p.add_argument("--categories", help="comma-separated categories (default: all available)")
@@ -123,5 +125,38 @@ def _run(args: argparse.Namespace) -> int:
         if not trainer.load_model_if_any():
             raise SystemExit(f"no trained model in {out}; run the vae and prior stages first")
         trainer.train_joint(resume=args.resume)
+    if args.stage == "calibrate" or (args.stage == "all" and cfg.calibration.extents):
+        if int(os.environ.get("RANK", "0")) == 0:   # sampling, not training: one process does it
+            _calibrate(out, raw.get("model", {}).get("calibration", {}), train, tcfg, device, say)
     say(f"model written to {out}")
     return 0
+
+
+def _calibrate(out: Path, overrides: dict, train, tcfg, device: str, say) -> None:
+    """Fit the extent calibration of the trained model in ``out`` and save it (config.json +
+    calibration.safetensors); ``overrides``: the --config's model ``calibration`` section."""
+    from tqdm import tqdm
+
+    from .calibration import fit_extent_calibration
+    from .checkpoint import checkpoint_complete
+    from .config import CalibrationConfig
+    from .model import PointsModel
+
+    ok, why = checkpoint_complete(out)
+    if not ok and "calibration" not in why:
+        raise SystemExit(f"no trained model to calibrate: {why}")
+    cal = CalibrationConfig(**{**{k: v for k, v in overrides.items() if k in CalibrationConfig.__dataclass_fields__},
+                               "extents": True})
+    model = PointsModel.load(out, device=device, calibration=cal)
+    bar = tqdm(total=tcfg.calibration_samples * len(model.cfg.cond.categories), desc="calibrate", mininterval=5)
+
+    def progress(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+
+    logs = fit_extent_calibration(model, train, tcfg.calibration_samples, seed=tcfg.calibration_seed,
+                                  steps=tcfg.val_steps, progress=progress)
+    bar.close()
+    model.save_calibration(out)
+    say("extent calibration, mean |log scale| per category: "
+        + ", ".join(f"{c} {v:.3f}" for c, v in logs.items()))
+

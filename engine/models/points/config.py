@@ -117,6 +117,17 @@ class CleanupConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """Extent calibration after decoding (``calibration.py``), fitted by ``train points
+    --stage calibrate``: category-conditioned samples get their per-axis extents quantile-mapped
+    to the training shapes'."""
+
+    extents: bool = False
+    quantiles: int = 33             # K: quantile levels per category and axis
+    max_scale: float = 1.5          # each axis is scaled by a factor within [1/max_scale, max_scale]
+
+
+@dataclass
 class PointsConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     global_prior: GlobalPriorConfig = field(default_factory=GlobalPriorConfig)
@@ -124,6 +135,7 @@ class PointsConfig:
     cond: CondConfig = field(default_factory=CondConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     n_points: int = 2048            # points per training shape
     # How model.safetensors stores the weights: "float16" halves the file (a low-noise expert
     # would take it over 20 MB in float32); the model computes in float32 either way.
@@ -140,6 +152,7 @@ class PointsConfig:
                    cond=_from_dict(CondConfig, d.get("cond")),
                    diffusion=_from_dict(DiffusionConfig, d.get("diffusion")),
                    cleanup=_from_dict(CleanupConfig, d.get("cleanup")),
+                   calibration=_from_dict(CalibrationConfig, d.get("calibration")),
                    n_points=int(d.get("n_points", 2048)),
                    weights_dtype=str(d.get("weights_dtype", "float32")))
 

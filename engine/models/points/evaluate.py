@@ -7,7 +7,8 @@ the samples, the VAE's reconstruction Chamfer on the test shapes, and (``--floor
 same metrics for train-split shapes in place of samples: the best a perfect model could
 score at this sample size. ``--device cuda`` samples and computes Chamfer distances on the GPU
 (the random draws differ from the CPU's, so figures differ by sampling noise); ``--workers``
-spreads the exact EMD over CPU processes.
+spreads the exact EMD over CPU processes. Samples get the checkpoint's extent calibration
+when it has one (as ``generate`` does); ``--no-calibration`` measures without it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def reference_points(category: str, split: str, n: int, n_points: int = 2048, of
 
 @torch.no_grad()
 def sample_category(model, category: str, n: int, steps: int, guidance: float, seed: int,
-                    sampler: str = "dpmsolver++", batch: int = 16, clean: bool | None = None) -> tuple[np.ndarray, float]:
-    """``n`` conditioned samples (n×2048×3) and the seconds per shape."""
+                    sampler: str = "dpmsolver++", batch: int = 16, clean: bool | None = None,
+                    calibrate: bool = True) -> tuple[np.ndarray, float]:
+    """``n`` conditioned samples (n×2048×3) and the seconds per shape; extent-calibrated when the
+    checkpoint has a calibration and ``calibrate``."""
     from .sampler import LatentSampler
     s = LatentSampler(model)
     cid = model.cfg.cond.categories.index(category)
@@ -44,7 +47,7 @@ def sample_category(model, category: str, n: int, steps: int, guidance: float, s
         g = torch.Generator(device=s.device).manual_seed(seed + b0)
         cond = s.condition(torch.full((b,), cid, dtype=torch.long))
         out.append(s.run(cond, n_points=2048, steps=steps, guidance=guidance, sampler=sampler, generator=g,
-                         clean=clean).cpu().numpy())
+                         clean=clean, category_ids=torch.full((b,), cid) if calibrate else None).cpu().numpy())
     return np.concatenate(out), (time.perf_counter() - t0) / n
 
 
@@ -65,7 +68,8 @@ def reconstruction_chamfer(model, pts: np.ndarray) -> float:
 
 def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float | None, categories: list[str] | None,
              floor: bool, emd: bool, seed: int, samples_out: Path | None, log=print,
-             split: str = "test", clean: bool | None = None, device: str = "cpu", workers: int = 1) -> dict:
+             split: str = "test", clean: bool | None = None, device: str = "cpu", workers: int = 1,
+             calibrate: bool = True) -> dict:
     """Metrics of ``per_category`` samples per category against as many ``split`` shapes (see module doc)."""
     from engine.eval.metrics import compute_all_metrics
 
@@ -75,12 +79,14 @@ def evaluate(ckpt: Path, per_category: int, steps: int, guidance: float | None, 
     cats = categories or list(model.cfg.cond.categories)
     result: dict = {"checkpoint": str(ckpt), "steps": steps, "guidance": guidance, "per_category": per_category,
                     "reference_split": split, "device": device,
-                    "cleanup": model.cfg.cleanup.enabled if clean is None else clean, "categories": {}}
+                    "cleanup": model.cfg.cleanup.enabled if clean is None else clean,
+                    "extent_calibration": bool(model.cfg.calibration.extents and calibrate), "categories": {}}
     all_samples, all_labels = [], []
     for c in cats:
         t0 = time.perf_counter()
         ref = reference_points(c, split, per_category)
-        samples, sec = sample_category(model, c, per_category, steps, guidance, seed, clean=clean)
+        samples, sec = sample_category(model, c, per_category, steps, guidance, seed, clean=clean,
+                                       calibrate=calibrate)
         m = compute_all_metrics(samples, ref, use_emd=emd, seed=seed, device=device, workers=workers)
         row = {"sample": m, "seconds_per_shape": sec, "recon_chamfer_test": reconstruction_chamfer(model, ref)}
         if split != "test":
@@ -127,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="reference shapes: the test split (reported figures) or val (choosing settings)")
     p.add_argument("--cleanup", choices=("config", "on", "off"), default="config",
                    help="stray-point removal after decoding: as the checkpoint's config says, or forced")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="sample without the checkpoint's extent calibration (calibration.extents)")
     p.add_argument("--samples-out", type=Path)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="where to sample and compute Chamfer distances (cpu, cuda)")
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     res = evaluate(a.ckpt, a.per_category, a.steps, a.guidance, a.categories.split(",") if a.categories else None,
                    a.floor, not a.no_emd, a.seed, a.samples_out, log=lambda s: print(s, file=sys.stderr, flush=True),
                    split=a.split, clean=None if a.cleanup == "config" else a.cleanup == "on",
-                   device=a.device, workers=a.workers)
+                   device=a.device, workers=a.workers, calibrate=not a.no_calibration)
     text = json.dumps(res, indent=2)
     if a.out:
         a.out.write_text(text + "\n")

@@ -20,11 +20,14 @@ from .point_prior import PointPrior
 from .shape_code import LayoutDecoder, ShapeCodeEncoder
 from .vae import PointsVAE
 
-from .checkpoint import CONFIG, WEIGHTS, checkpoint_complete  # noqa: F401  (re-exported)
+from .checkpoint import CALIBRATION, CONFIG, WEIGHTS, checkpoint_complete  # noqa: F401  (re-exported)
 
 
 EXTENT_DIM = 3
 WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# Buffers fitted after training (``calibration.py``): kept in their own small file, so that
+# fitting them leaves model.safetensors (and its history) untouched.
+CALIBRATION_BUFFERS = ("extent_q_model", "extent_q_data")
 
 
 def latent_extents(h: torch.Tensor) -> torch.Tensor:
@@ -82,6 +85,13 @@ class PointsModel(nn.Module):
             raise ValueError(f"weights_dtype must be one of {sorted(WEIGHTS_DTYPES)}, got {cfg.weights_dtype!r}")
         if cfg.point_prior.slot_order:
             self.register_buffer("slot_template", torch.zeros(v.n_latent_points, 3))
+        cal = cfg.calibration
+        if cal.extents:
+            if cal.quantiles < 2 or cal.max_scale < 1.0:
+                raise ValueError("calibration: quantiles must be at least 2 and max_scale at least 1, "
+                                 f"got {cal.quantiles} and {cal.max_scale}")
+            for name in CALIBRATION_BUFFERS:
+                self.register_buffer(name, torch.zeros(max(1, len(cfg.cond.categories)), 3, cal.quantiles))
         self.register_buffer("z_mean", torch.zeros(g))
         self.register_buffer("z_std", torch.ones(g))
         self.register_buffer("h_mean", torch.zeros(3 + v.point_feat_dim))
@@ -120,6 +130,19 @@ class PointsModel(nn.Module):
         scale = (target / (hi - lo).clamp(min=1e-6)).clamp(0.5, 2.0)
         centre = (lo + hi) / 2
         return self.norm_h(torch.cat([centre + (xyz - centre) * scale, h[..., 3:]], -1))
+
+    def calibrate(self, points: torch.Tensor, category_ids: torch.Tensor | None) -> torch.Tensor:
+        """Decoded points B×N×3 (canonical frame) of shapes conditioned on ``category_ids`` (B;
+        < 0: unconditional) with their extents calibrated (``calibration.extents``); unchanged
+        without a calibration or without category ids."""
+        if not self.cfg.calibration.extents or category_ids is None:
+            return points
+        from .calibration import calibrate_points
+        if not bool(self.extent_q_model.abs().sum() > 0):
+            raise ValueError("calibration.extents: this model's extent tables were never fitted "
+                             "(run `latentforge train points --stage calibrate`)")
+        return calibrate_points(points, category_ids, self.extent_q_model, self.extent_q_data,
+                                self.cfg.calibration.max_scale)
 
     def vae_z(self, g: torch.Tensor) -> torch.Tensor:
         """The VAE's global latent B×D: the first D channels of the priors' global latent B×G
@@ -169,15 +192,44 @@ class PointsModel(nn.Module):
         dtype = WEIGHTS_DTYPES[self.cfg.weights_dtype]
         params = {k for k, _ in self.named_parameters()}
         state = {k: (v.to(dtype) if k in params and v.is_floating_point() else v).detach().contiguous().cpu()
-                 for k, v in self.state_dict().items()}
+                 for k, v in self.state_dict().items() if k not in CALIBRATION_BUFFERS}
         tmp = folder / (WEIGHTS + ".tmp")
         save_file(state, str(tmp), metadata={"format": "pt", "model": "latentforge-points"})
         tmp.replace(folder / WEIGHTS)
+        self.save_calibration(folder, config=False)
+
+    def save_calibration(self, folder: str | Path, config: bool = True) -> None:
+        """Write the fitted calibration tables (``calibration.safetensors``; removed when the
+        config has none) and, with ``config``, config.json: what fitting a calibration changes."""
+        folder = Path(folder)
+        if config:
+            self.cfg.save(folder / CONFIG)
+        path = folder / CALIBRATION
+        if not self.cfg.calibration.extents:
+            path.unlink(missing_ok=True)
+            return
+        tmp = folder / (CALIBRATION + ".tmp")
+        save_file({k: getattr(self, k).detach().float().contiguous().cpu() for k in CALIBRATION_BUFFERS},
+                  str(tmp), metadata={"format": "pt", "model": "latentforge-points-calibration"})
+        tmp.replace(path)
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "cpu") -> "PointsModel":
+    def load(cls, folder: str | Path, device: str = "cpu", calibration=None) -> "PointsModel":
+        """The model in ``folder``; with ``calibration`` (a ``CalibrationConfig``) in place of
+        the folder's, and its tables unfitted (zero), for ``calibration.fit_extent_calibration``."""
         folder = Path(folder)
-        model = cls(PointsConfig.load(folder / CONFIG))
+        cfg = PointsConfig.load(folder / CONFIG)
+        if calibration is not None:
+            cfg.calibration = calibration
+        model = cls(cfg)
         # Weights stored as float16 are copied into the float32 parameters.
-        model.load_state_dict(load_file(str(folder / WEIGHTS), device="cpu"))
+        state = load_file(str(folder / WEIGHTS), device="cpu")
+        if calibration is not None:
+            state.update({k: getattr(model, k) for k in CALIBRATION_BUFFERS if hasattr(model, k)})
+        elif model.cfg.calibration.extents:
+            if not (folder / CALIBRATION).is_file():
+                raise FileNotFoundError(f"{folder / CALIBRATION} is missing: config.json turns on "
+                                        "calibration.extents (run `latentforge train points --stage calibrate`)")
+            state.update(load_file(str(folder / CALIBRATION), device="cpu"))
+        model.load_state_dict(state)
         return model.to(device).eval()

@@ -168,7 +168,7 @@ class LatentSampler:
             z_init: torch.Tensor | None = None, h_init: torch.Tensor | None = None, strength: float = 1.0,
             hooks: Hooks | None = None, return_latents: bool = False,
             z_noise: torch.Tensor | None = None, h_noise: torch.Tensor | None = None, clean: bool | None = None,
-            noise_level: float = 1.0):
+            noise_level: float = 1.0, category_ids: torch.Tensor | None = None):
         """Denoise global then point latents for condition vectors ``cond`` (B×C) and decode.
 
         ``z_init``/``h_init`` (normalized latents, B×D and B×M×P) with ``strength`` < 1 is
@@ -176,11 +176,13 @@ class LatentSampler:
         replace the initial Gaussian noise (e.g. from ``ddim_invert``, for interpolation).
         ``clean`` overrides the checkpoint's stray-point removal (``decode``). ``noise_level``
         (0-1] is where ``z_noise``/``h_noise`` sit in the schedule (``ddim_invert``'s ``level``).
+        ``category_ids`` (B; < 0 unconditional), given for fresh category-conditioned samples,
+        turn on the checkpoint's extent calibration (``calibration.extents``; ``PointsModel.calibrate``).
         """
         z, h = self.denoise(cond, steps=steps, guidance=guidance, sampler=sampler, generator=generator,
                             z_init=z_init, h_init=h_init, strength=strength, hooks=hooks, z_noise=z_noise,
                             h_noise=h_noise, noise_level=noise_level)
-        out = self.decode(z, h, n_points, generator, clean)
+        out = self.model.calibrate(self.decode(z, h, n_points, generator, clean), category_ids)
         return (out, z, h) if return_latents else out
 
     @torch.no_grad()

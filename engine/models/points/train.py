@@ -117,6 +117,9 @@ class TrainConfig:
     joint_lr_vae: float = 2e-5
     joint_lr_prior: float = 1e-4
     joint_prior_weight: float = 1e-3  # weight of the priors' cross-entropy (per element) for the encoder
+    # calibrate stage (``calibration.py``): samples per category whose extents fit the map
+    calibration_samples: int = 128
+    calibration_seed: int = 1000
     # bookkeeping
     ckpt_every_s: float = 120.0
     val_shapes: int = 64
