@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.models.points.calibration import (calibrate_points, extent_scales, fit_extent_calibration,
-                                              point_extents, quantile_table)
+from engine.models.points.calibration import calibrate_points, extent_scales, fit_extent_calibration, quantile_table
 from engine.models.points.checkpoint import CALIBRATION, checkpoint_complete
 from engine.models.points.config import CalibrationConfig, tiny_config
 from engine.models.points.data import PointSets
-from engine.models.points.model import PointsModel
+from engine.models.points.model import PointsModel, latent_extents
 from engine.models.points.sampler import LatentSampler
 
 torch.set_num_threads(1)
@@ -59,7 +58,7 @@ def test_calibrate_points_keeps_centre_order_and_unconditional_shapes():
     pts = torch.from_numpy(np.stack([_box(e, seed=i) for i, e in enumerate(ext)]))
     ids = torch.tensor([1, -1, 1])
     out = calibrate_points(pts, ids, q_m, q_d, max_scale=1.5)
-    got = point_extents(out)
+    got = latent_extents(out)
     assert torch.allclose(got[0], torch.tensor([1.2, 1.4 * 1.25, 1.6 * 0.8]), atol=1e-4)
     assert torch.equal(out[1], pts[1])                                          # unconditional: untouched
     centre = lambda p: (p.amax(-2) + p.amin(-2)) / 2
@@ -109,8 +108,8 @@ def test_fit_save_load_and_sample_with_an_extent_calibration(tmp_path):
     raw = s.run(cond, generator=torch.Generator().manual_seed(3), **kw)
     cal = s.run(cond, generator=torch.Generator().manual_seed(3), category_ids=torch.tensor([0, 1]), **kw)
     # same shapes, only the axis scales moved, toward the data's extents
-    e_raw, e_cal = point_extents(raw), point_extents(cal)
-    data = torch.from_numpy(np.stack([point_extents(torch.from_numpy(train.points[train.labels == c])).median(0)
+    e_raw, e_cal = latent_extents(raw), latent_extents(cal)
+    data = torch.from_numpy(np.stack([latent_extents(torch.from_numpy(train.points[train.labels == c])).median(0)
                                       .values.numpy() for c in range(2)]))
     assert ((e_cal - data).abs() <= (e_raw - data).abs() + 1e-5).float().mean() >= 0.8
     assert not torch.allclose(raw, cal)
@@ -119,6 +118,7 @@ def test_fit_save_load_and_sample_with_an_extent_calibration(tmp_path):
     (plain / CALIBRATION).unlink()
     ok, why = checkpoint_complete(plain)
     assert not ok and "--stage calibrate" in why
+    assert checkpoint_complete(plain, calibration=False) == (True, "")   # what the stage that refits it asks
     with pytest.raises(FileNotFoundError, match="calibration.safetensors is missing"):
         PointsModel.load(plain)
     # saving a model without a calibration removes a stale table file

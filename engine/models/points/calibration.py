@@ -19,10 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def point_extents(points: torch.Tensor) -> torch.Tensor:
-    """Per-axis bounding-box extents (max - min) of point sets B×N×3 -> B×3 (same units)."""
-    return points.amax(-2) - points.amin(-2)
+from .model import latent_extents
 
 
 def quantile_table(extents: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, n_categories: int,
@@ -111,7 +108,7 @@ def fit_extent_calibration(model, train, samples_per_category: int, *, steps: in
     names = [train.categories[i] for i in train.labels]
     keep = [i for i, name in enumerate(names) if name in cats]
     # The same number of points as the samples: a bounding box grows with the points drawn.
-    data_ext = np.stack([point_extents(torch.from_numpy(
+    data_ext = np.stack([latent_extents(torch.from_numpy(
         train.points[i][rng.choice(pool, min(n_points, pool), replace=False)])).numpy() for i in keep])
     data_lab = np.array([cats.index(names[i]) for i in keep])
 
@@ -124,7 +121,7 @@ def fit_extent_calibration(model, train, samples_per_category: int, *, steps: in
             g = torch.Generator(device=sampler.device).manual_seed(seed + 7919 * c + b0)
             cond = sampler.condition(torch.full((b,), c, dtype=torch.long))
             pts = sampler.run(cond, n_points=n_points, steps=steps, guidance=guidance, generator=g)
-            model_ext.append(point_extents(pts).cpu().numpy())
+            model_ext.append(latent_extents(pts).cpu().numpy())
             model_lab.append(np.full(b, c))
             done += b
             if progress:

@@ -11,8 +11,9 @@ CONFIG = "config.json"
 CALIBRATION = "calibration.safetensors"   # only when config.json turns calibration.extents on
 
 
-def checkpoint_complete(folder: str | Path) -> tuple[bool, str]:
-    """Cheap check (no weights read) that a checkpoint folder is usable, with a reason if not."""
+def checkpoint_complete(folder: str | Path, calibration: bool = True) -> tuple[bool, str]:
+    """Cheap check (no weights read) that a checkpoint folder is usable, with a reason if not.
+    ``calibration`` False skips the calibration file (for the stage that is about to fit it)."""
     folder = Path(folder)
     if not folder.is_dir():
         return False, f"checkpoint folder {folder} does not exist"
@@ -23,7 +24,7 @@ def checkpoint_complete(folder: str | Path) -> tuple[bool, str]:
         calibrated = bool(json.loads((folder / CONFIG).read_text()).get("calibration", {}).get("extents"))
     except (OSError, ValueError, AttributeError):
         return False, f"{folder / CONFIG} is not a readable JSON config; train with `latentforge train points`"
-    if calibrated and not (folder / CALIBRATION).is_file():
+    if calibration and calibrated and not (folder / CALIBRATION).is_file():
         return False, (f"{CALIBRATION} missing in {folder} while config.json turns on calibration.extents; "
                        "fit it with `latentforge train points --stage calibrate`")
     return True, ""

@@ -142,8 +142,8 @@ def _calibrate(out: Path, overrides: dict, train, tcfg, device: str, say) -> Non
     from .config import CalibrationConfig
     from .model import PointsModel
 
-    ok, why = checkpoint_complete(out)
-    if not ok and "calibration" not in why:
+    ok, why = checkpoint_complete(out, calibration=False)
+    if not ok:
         raise SystemExit(f"no trained model to calibrate: {why}")
     cal = CalibrationConfig(**{**{k: v for k, v in overrides.items() if k in CalibrationConfig.__dataclass_fields__},
                                "extents": True})

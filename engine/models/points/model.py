@@ -31,7 +31,8 @@ CALIBRATION_BUFFERS = ("extent_q_model", "extent_q_data")
 
 
 def latent_extents(h: torch.Tensor) -> torch.Tensor:
-    """Per-axis extents (max - min) of the xyz of point latents h (B×M×P) -> B×3."""
+    """Per-axis extents (max - min) of the xyz of point latents h (B×M×P), or of point sets
+    (B×N×3) -> B×3, in their units."""
     xyz = h[..., :3]
     return xyz.amax(-2) - xyz.amin(-2)
 
